@@ -1,0 +1,130 @@
+/**
+ * pitifulnat: an FTP server and FTP NAT fixer. The single entry point:
+ * parses the command line and dispatches to a command.
+ * @module
+ */
+import { parseArgs } from "node:util";
+import denoJson from "./deno.json" with { type: "json" };
+import { runCheck } from "./src/cli/check.ts";
+import { runHashPassword } from "./src/cli/hash_password.ts";
+import { runServe } from "./src/cli/serve.ts";
+import { runStatus } from "./src/cli/status.ts";
+
+/** The program's version, from deno.json. */
+export const VERSION: string = denoJson.version;
+
+const USAGE = `pitifulnat ${VERSION}: an FTP server and FTP NAT fixer for home routers
+
+Usage: pitifulnat <command> [options]
+
+Commands:
+  serve [--config FILE]          run the FTP server (no config: a read-only demo on 127.0.0.1:2121)
+  check [--config FILE] [--client ADDR]
+                                 validate the config, resolve the public address, bind the
+                                 passive range; exit 0 only when all is well
+  status [--config FILE] [--url URL]
+                                 print the running server's status snapshot
+  hash-password                  read a password and print the hash to paste into the config
+
+Options:
+  -h, --help                     help for a command
+  -V, --version                  print the version
+
+Config lookup: --config FILE, else $PITIFULNAT_CONFIG, else /etc/pitifulnat/config.yaml
+(serve alone falls back to the embedded demo config).
+`;
+
+const HELP: Record<string, string> = {
+  serve: `Usage: pitifulnat serve [--config FILE]
+
+Runs the FTP server. Without a config file (none given, $PITIFULNAT_CONFIG unset and
+/etc/pitifulnat/config.yaml absent) it serves a small demo directory read-only to anonymous
+users on 127.0.0.1:2121. SIGTERM/SIGINT stop it; SIGHUP reloads the config.
+`,
+  check: `Usage: pitifulnat check [--config FILE] [--client ADDR]
+
+Validates the config, resolves the public address now (printing the answer, the DNS server
+asked and the time taken), tells what a remote and a LAN client would be told in PASV
+replies, and checks that the control port and the passive range can be bound.
+--client ADDR prints what that client would be told. Exit code 0 only when all is well.
+`,
+  status: `Usage: pitifulnat status [--config FILE] [--url URL]
+
+Prints the status snapshot of a running server (public address, when and from where it was
+resolved, last error, next refresh, open sessions). Needs status.port in the config.
+`,
+  "hash-password": `Usage: pitifulnat hash-password
+
+Reads a password (prompt without echo on a terminal, else the first line of stdin) and prints
+a salted scrypt hash to paste into the config as a user's password.
+`,
+};
+
+/** Runs the command line; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        config: { type: "string", short: "c" },
+        client: { type: "string" },
+        url: { type: "string" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
+      },
+    });
+  } catch (e) {
+    console.error(`pitifulnat: ${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const command = positionals[0];
+  if (values.version) {
+    console.log(`pitifulnat ${VERSION} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`);
+    return 0;
+  }
+  if (!command || (values.help && !HELP[command])) {
+    (values.help ? console.log : console.error)(USAGE);
+    return values.help ? 0 : 2;
+  }
+  if (values.help) {
+    console.log(HELP[command]);
+    return 0;
+  }
+  if (positionals.length > 1) {
+    console.error(`pitifulnat ${command}: unexpected argument ${positionals[1]}`);
+    return 2;
+  }
+  const allowed: Record<string, string[]> = {
+    serve: ["config"],
+    check: ["config", "client"],
+    status: ["config", "url"],
+    "hash-password": [],
+  };
+  if (!allowed[command]) {
+    console.error(`pitifulnat: unknown command ${command}\n\n${USAGE}`);
+    return 2;
+  }
+  for (const key of ["config", "client", "url"] as const) {
+    if (values[key] !== undefined && !allowed[command].includes(key)) {
+      console.error(`pitifulnat ${command}: --${key} is not an option of this command`);
+      return 2;
+    }
+  }
+  switch (command) {
+    case "serve":
+      return await runServe({ config: values.config });
+    case "check":
+      return await runCheck({ config: values.config, client: values.client });
+    case "status":
+      return await runStatus({ config: values.config, url: values.url });
+    default:
+      return await runHashPassword();
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

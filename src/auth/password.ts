@@ -1,0 +1,71 @@
+/**
+ * Password hashes: salted scrypt from node:crypto, stored as
+ * `scrypt$N$r$p$salt$hash` (salt and hash in base64). Hashing runs on the
+ * thread pool, so a login never blocks other sessions.
+ * @module
+ */
+import { randomBytes, scrypt, timingSafeEqual } from "node:crypto";
+
+/** scrypt cost used for new hashes: N=2^14, r=8, p=1 (16 MiB, tens of ms). */
+export const SCRYPT_PARAMS = { N: 16384, r: 8, p: 1 } as const;
+const KEY_LENGTH = 32;
+
+function derive(
+  password: string,
+  salt: Uint8Array,
+  params: { N: number; r: number; p: number },
+): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    scrypt(
+      password.normalize("NFC"),
+      salt,
+      KEY_LENGTH,
+      { ...params, maxmem: 256 * params.N * params.r + 1024 * 1024 },
+      (err, key) => err ? reject(err) : resolve(new Uint8Array(key)),
+    );
+  });
+}
+
+/** Hashes a password for the config file. */
+export async function hashPassword(password: string): Promise<string> {
+  const salt = new Uint8Array(randomBytes(16));
+  const key = await derive(password, salt, SCRYPT_PARAMS);
+  const { N, r, p } = SCRYPT_PARAMS;
+  return `scrypt$${N}$${r}$${p}$${b64(salt)}$${b64(key)}`;
+}
+
+/** Parsed form of a stored hash; null when the text is not one. */
+export function parseHash(
+  text: string,
+): { N: number; r: number; p: number; salt: Uint8Array; key: Uint8Array } | null {
+  const parts = text.split("$");
+  if (parts.length !== 6 || parts[0] !== "scrypt") return null;
+  const [N, r, p] = parts.slice(1, 4).map(Number);
+  if (![N, r, p].every((x) => Number.isInteger(x) && x > 0)) return null;
+  if (N < 2 || (N & (N - 1)) !== 0 || N > 1 << 20 || r > 32 || p > 16) return null;
+  try {
+    const salt = unb64(parts[4]);
+    const key = unb64(parts[5]);
+    if (salt.length < 8 || key.length < 16) return null;
+    return { N, r, p, salt, key };
+  } catch {
+    return null;
+  }
+}
+
+/** Checks a password against a stored hash in constant time. */
+export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+  const parsed = parseHash(stored);
+  if (!parsed) return false;
+  const key = await derive(password, parsed.salt, parsed);
+  return key.length === parsed.key.length && timingSafeEqual(key, parsed.key);
+}
+
+function b64(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes)).replace(/=+$/, "");
+}
+
+function unb64(text: string): Uint8Array {
+  const bin = atob(text);
+  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+}

@@ -1,0 +1,63 @@
+/**
+ * Accounts from the config: named users with scrypt hashes and the
+ * optional anonymous account. Failed logins never reveal whether a user
+ * exists: an unknown name costs the same hash work as a wrong password.
+ * @module
+ */
+import type { Config, Permission } from "../config/schema.ts";
+import { hashPassword, verifyPassword } from "./password.ts";
+
+/** A logged-in account: where it lives and what it may do. */
+export interface Account {
+  name: string;
+  home: string;
+  permissions: ReadonlySet<Permission>;
+  anonymous: boolean;
+}
+
+/** Names that log in as the anonymous account when it is enabled. */
+export const ANONYMOUS_NAMES: ReadonlySet<string> = new Set(["anonymous", "ftp"]);
+
+/** Looks up and authenticates accounts. */
+export class UserDb {
+  #users: Map<string, Config["users"][number]>;
+  #anonymous: Config["anonymous"];
+  #dummyHash: Promise<string> | null = null;
+
+  constructor(config: Pick<Config, "users" | "anonymous">) {
+    this.#users = new Map(config.users.map((u) => [u.name, u]));
+    this.#anonymous = config.anonymous;
+  }
+
+  /** True when USER alone is enough (anonymous login needs any password). */
+  isAnonymous(name: string): boolean {
+    return this.#anonymous.enabled && ANONYMOUS_NAMES.has(name.toLowerCase()) &&
+      !this.#users.has(name);
+  }
+
+  /** Checks a name and password; null when they do not match. */
+  async authenticate(name: string, password: string): Promise<Account | null> {
+    if (this.isAnonymous(name)) {
+      return {
+        name: "anonymous",
+        home: this.#anonymous.home!,
+        permissions: new Set(this.#anonymous.permissions),
+        anonymous: true,
+      };
+    }
+    const user = this.#users.get(name);
+    if (!user) {
+      // Spend the same work as a real check so timing tells nothing.
+      this.#dummyHash ??= hashPassword("pitifulnat-dummy");
+      await verifyPassword(password, await this.#dummyHash);
+      return null;
+    }
+    if (!(await verifyPassword(password, user.password))) return null;
+    return {
+      name: user.name,
+      home: user.home,
+      permissions: new Set(user.permissions),
+      anonymous: false,
+    };
+  }
+}

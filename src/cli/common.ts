@@ -1,0 +1,60 @@
+/**
+ * Pieces every command shares: finding and loading the config, and
+ * building the public-address refresher from it.
+ * @module
+ */
+import { DEFAULT_CONFIG_YAML, makeDemoDir } from "../config/default.ts";
+import { ConfigError, loadConfig, parseConfig } from "../config/load.ts";
+import { locateConfig, missingMessage } from "../config/locate.ts";
+import type { Config } from "../config/schema.ts";
+import { parseDnsServer, PublicAddress } from "../nat/public_address.ts";
+
+/** A loaded config and where it came from. */
+export interface Loaded {
+  config: Config;
+  /** The file, or null for the embedded demo default. */
+  file: string | null;
+  /** The demo directory when running on the embedded default. */
+  demoDir?: string;
+}
+
+/**
+ * Loads the config named on the command line (or found by lookup). With
+ * `allowDefault`, a missing config falls back to the embedded demo. Prints
+ * the problem and returns null on failure.
+ */
+export async function loadFromCli(
+  flag: string | undefined,
+  options: { allowDefault: boolean },
+): Promise<Loaded | null> {
+  const located = locateConfig(flag);
+  try {
+    if (located.path) return { config: await loadConfig(located.path), file: located.path };
+    if (located.explicit || !options.allowDefault) {
+      console.error(missingMessage(located));
+      return null;
+    }
+    const demoDir = await makeDemoDir();
+    const text = DEFAULT_CONFIG_YAML.replace("HOME", JSON.stringify(demoDir));
+    return { config: parseConfig(text, { file: "(embedded default)" }), file: null, demoDir };
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(e.message);
+      return null;
+    }
+    throw e;
+  }
+}
+
+/** Builds the public-address refresher the config describes. */
+export function publicAddressFrom(config: Config): PublicAddress | null {
+  const pa = config.public_address;
+  if (!pa) return null;
+  return new PublicAddress({
+    host: pa.host,
+    address: pa.address,
+    dnsServer: pa.dns_server ? parseDnsServer(pa.dns_server) : undefined,
+    refreshMs: pa.refresh_seconds * 1000,
+    ipv6: pa.ipv6,
+  });
+}

@@ -1,0 +1,64 @@
+/**
+ * `pitifulnat hash-password`: read a password and print its hash.
+ * @module
+ */
+import { hashPassword } from "../auth/password.ts";
+
+async function readSecret(prompt: string): Promise<string> {
+  const enc = new TextEncoder();
+  await Deno.stderr.write(enc.encode(prompt));
+  Deno.stdin.setRaw(true);
+  const bytes: number[] = [];
+  const buf = new Uint8Array(1);
+  try {
+    while (true) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null || buf[0] === 13 || buf[0] === 10) break;
+      if (buf[0] === 3) throw new Error("cancelled");
+      if (buf[0] === 127 || buf[0] === 8) bytes.pop();
+      else bytes.push(buf[0]);
+    }
+  } finally {
+    Deno.stdin.setRaw(false);
+    await Deno.stderr.write(enc.encode("\n"));
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes));
+}
+
+async function readLine(): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of Deno.stdin.readable) {
+    chunks.push(chunk);
+    if (chunk.includes(10)) break;
+  }
+  const text = new TextDecoder().decode(
+    chunks.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array()),
+  );
+  return text.split(/\r?\n/)[0];
+}
+
+/** Runs the command; returns the exit code. */
+export async function runHashPassword(): Promise<number> {
+  let password: string;
+  try {
+    if (Deno.stdin.isTerminal()) {
+      password = await readSecret("Password: ");
+      const again = await readSecret("Again: ");
+      if (again !== password) {
+        console.error("pitifulnat hash-password: the two passwords differ");
+        return 1;
+      }
+    } else {
+      password = await readLine();
+    }
+  } catch (e) {
+    console.error(`pitifulnat hash-password: ${(e as Error).message}`);
+    return 1;
+  }
+  if (password === "") {
+    console.error("pitifulnat hash-password: empty password");
+    return 1;
+  }
+  console.log(await hashPassword(password));
+  return 0;
+}

@@ -1,0 +1,295 @@
+/**
+ * The configuration schema: the single source of defaults, limits and the
+ * wording of "what was expected" in config errors.
+ *
+ * Every message given here is an "expected ..." phrase; the loader
+ * (`load.ts`) adds the file position, the key path and the value it got.
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import ipaddr from "ipaddr.js";
+
+/** Permissions a user can hold; each FTP command needs at most one of them. */
+export const PERMISSIONS = ["read", "write", "delete", "mkdir", "rename"] as const;
+
+/** One permission from {@linkcode PERMISSIONS}. */
+export type Permission = typeof PERMISSIONS[number];
+
+/** Log levels accepted in `log.level`; the names are those of LogTape. */
+export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
+
+/** One level from {@linkcode LOG_LEVELS}. */
+export type LogLevel = typeof LOG_LEVELS[number];
+
+/**
+ * Networks treated as "the server's own LAN" by default: private, loopback
+ * and link-local ranges. Clients from these are told the LAN address.
+ */
+export const DEFAULT_LAN_NETWORKS: readonly string[] = [
+  "10.0.0.0/8",
+  "172.16.0.0/12",
+  "192.168.0.0/16",
+  "127.0.0.0/8",
+  "169.254.0.0/16",
+  "::1/128",
+  "fe80::/10",
+  "fc00::/7",
+];
+
+/** Longest timeout we accept, so timers never overflow and sessions cannot hang for days. */
+const MAX_TIMEOUT_SECONDS = 86_400;
+
+/**
+ * True for a plain IPv4 dotted quad or an IPv6 address. Legacy IPv4 forms
+ * (`10.1`, `0x0a.0.0.1`) and IPv6 zone ids (`fe80::1%eth0`) are refused: they
+ * are ambiguous in a config file and not portable to `Deno.listen`.
+ */
+export function isIpAddress(text: string): boolean {
+  if (text.includes("%")) return false;
+  return ipaddr.IPv4.isValidFourPartDecimal(text) || ipaddr.IPv6.isValid(text);
+}
+
+/** True for `address/prefix` with an address accepted by {@linkcode isIpAddress}. */
+function isCidr(text: string): boolean {
+  const slash = text.lastIndexOf("/");
+  if (slash < 0) return false;
+  if (!isIpAddress(text.slice(0, slash))) return false;
+  if (!/^\d{1,3}$/.test(text.slice(slash + 1))) return false;
+  try {
+    ipaddr.parseCIDR(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** True for a DNS host name (letters, digits, hyphens; at most 253 characters). */
+function isHostName(text: string): boolean {
+  const name = text.endsWith(".") ? text.slice(0, -1) : text;
+  if (name.length === 0 || name.length > 253) return false;
+  return name.split(".").every((label) =>
+    /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label)
+  );
+}
+
+/**
+ * Splits `public_address.dns_server` into the shape `Deno.resolveDns` takes
+ * as `nameServer`. Accepts `1.2.3.4`, `1.2.3.4:5353`, `::1`, `[::1]` and
+ * `[::1]:5353`; the port defaults to 53. Returns `undefined` when invalid.
+ */
+export function parseDnsServer(text: string): { ipAddr: string; port: number } | undefined {
+  let address: string;
+  let port = "53";
+  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(text);
+  if (bracketed) {
+    address = bracketed[1];
+    port = bracketed[2] ?? port;
+    if (!ipaddr.IPv6.isValid(address)) return undefined;
+  } else if (text.indexOf(":") !== text.lastIndexOf(":")) {
+    address = text;
+    if (!ipaddr.IPv6.isValid(address)) return undefined;
+  } else {
+    const plain = /^([^:]+)(?::(\d{1,5}))?$/.exec(text);
+    if (!plain) return undefined;
+    address = plain[1];
+    port = plain[2] ?? port;
+    if (!ipaddr.IPv4.isValidFourPartDecimal(address)) return undefined;
+  }
+  if (address.includes("%")) return undefined;
+  const portNumber = Number(port);
+  if (portNumber < 1 || portNumber > 65535) return undefined;
+  return { ipAddr: address, port: portNumber };
+}
+
+/** An integer in `[min, max]`, with one message for every way to miss it. */
+function intIn(min: number, max: number) {
+  const error = `expected an integer from ${min} to ${max}`;
+  return z.int({ error }).min(min, { error }).max(max, { error });
+}
+
+/** An integer of at least `min`. */
+function intAtLeast(min: number) {
+  const error = `expected an integer of at least ${min}`;
+  return z.int({ error }).min(min, { error });
+}
+
+/** A number of seconds above zero, capped so timers cannot overflow. */
+function timeoutSeconds() {
+  const error = `expected a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS}`;
+  return z.number({ error }).gt(0, { error }).max(MAX_TIMEOUT_SECONDS, { error });
+}
+
+/** An IP address literal. */
+function ipAddress() {
+  const error = "expected an IP address such as 192.168.1.10 or ::1";
+  return z.string({ error }).refine(isIpAddress, { error });
+}
+
+/** A file system path; relative ones are resolved by the loader. */
+function pathString(what: string) {
+  const error = `expected ${what}`;
+  return z.string({ error }).min(1, { error });
+}
+
+/** A list of permissions. */
+function permissionList() {
+  return z.array(z.enum(PERMISSIONS)).default(["read"]);
+}
+
+const PASSWORD_HASH = /^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/_-]+={0,2}\$[A-Za-z0-9+/_-]+={0,2}$/;
+
+const listenSchema = z.object({
+  address: ipAddress().default("127.0.0.1"),
+  port: intIn(1, 65535).default(2121),
+}).strict();
+
+const bannerSchema = z.string()
+  .max(200, { error: "expected a single line of at most 200 characters" })
+  .refine((text) => !/[\r\n]/.test(text), {
+    error: "expected a single line of at most 200 characters",
+  });
+
+const passiveSchema = z.object({
+  min_port: intIn(1024, 65535).default(50000),
+  max_port: intIn(1024, 65535).default(50100),
+}).strict().refine((passive) => passive.min_port <= passive.max_port, {
+  error: (issue) => {
+    const passive = issue.input as { min_port: number; max_port: number };
+    return `expected min_port (${passive.min_port}) not above max_port (${passive.max_port})`;
+  },
+});
+
+const publicAddressSchema = z.object({
+  host: z.string().refine(isHostName, {
+    error: "expected a DNS host name such as myhome.example.net",
+  }).refine((host) => !isIpAddress(host), {
+    error: "expected a host name; put an IP address in public_address.address instead",
+  }).optional(),
+  address: ipAddress().optional(),
+  dns_server: z.string().refine((text) => parseDnsServer(text) !== undefined, {
+    error: "expected a DNS server as 1.2.3.4, 1.2.3.4:5353 or [::1]:5353",
+  }).optional(),
+  refresh_seconds: z.number({ error: "expected a number of seconds from 5 to 86400" })
+    .min(5, { error: "expected a number of seconds from 5 to 86400" })
+    .max(86400, { error: "expected a number of seconds from 5 to 86400" })
+    .default(60),
+  ipv6: z.boolean().default(false),
+}).strict().refine((pa) => (pa.host === undefined) !== (pa.address === undefined), {
+  error: (issue) => {
+    const pa = issue.input as { host?: string };
+    const got = pa.host === undefined ? "neither" : "both";
+    return `expected exactly one of host (a DNS name) or address (an IP address); got ${got}`;
+  },
+});
+
+const userSchema = z.object({
+  name: z.string().min(1, { error: "expected a non-empty user name" }).refine(
+    (name) => !/[\s:\p{Cc}]/u.test(name),
+    { error: "expected a user name without spaces, colons or control characters" },
+  ),
+  password: z.string().superRefine((password, ctx) => {
+    if (!password.startsWith("scrypt$")) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          "expected a password hash from `pitifulnat hash-password`, not a clear-text password",
+      });
+    } else if (!PASSWORD_HASH.test(password)) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          "expected a password hash of the form scrypt$N$r$p$salt$hash from `pitifulnat hash-password`",
+      });
+    }
+  }),
+  home: pathString("a home directory path"),
+  permissions: permissionList(),
+}).strict();
+
+const usersSchema = z.array(userSchema).superRefine((users, ctx) => {
+  // Runs even when some user is invalid (see `when`) so that every problem
+  // is reported at once; hence the shape checks here.
+  const seen = new Map<string, number>();
+  users.forEach((user, index) => {
+    const name: unknown = (user as { name?: unknown } | null)?.name;
+    if (typeof name !== "string") return;
+    const first = seen.get(name);
+    if (first === undefined) {
+      seen.set(name, index);
+    } else {
+      ctx.addIssue({
+        code: "custom",
+        path: [index, "name"],
+        message: `expected a unique user name (users[${first}] has the same)`,
+      });
+    }
+  });
+}, { when: (payload) => Array.isArray(payload.value) }).default([]);
+
+const anonymousSchema = z.object({
+  enabled: z.boolean().default(false),
+  home: pathString("a home directory path").optional(),
+  permissions: permissionList(),
+}).strict().superRefine((anonymous, ctx) => {
+  if (anonymous.enabled && anonymous.home === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["home"],
+      message: "expected a home directory path when anonymous.enabled is true",
+    });
+  }
+});
+
+const limitsSchema = z.object({
+  max_sessions: intAtLeast(1).default(200),
+  max_sessions_per_address: intAtLeast(1).default(20),
+  idle_timeout_seconds: timeoutSeconds().default(300),
+  login_timeout_seconds: timeoutSeconds().default(60),
+  data_timeout_seconds: timeoutSeconds().default(60),
+  max_line_length: intIn(512, 65536).default(4096),
+  max_login_failures: intAtLeast(1).default(3),
+  login_failure_delay_ms: intIn(0, 10000).default(1000),
+}).strict();
+
+const logSchema = z.object({
+  level: z.enum(LOG_LEVELS).default("info"),
+  file: pathString("a log file path").optional(),
+}).strict();
+
+const statusSchema = z.object({
+  address: ipAddress().default("127.0.0.1"),
+  port: intIn(1, 65535).optional(),
+}).strict();
+
+/**
+ * The whole configuration. `configSchema.parse({})` gives a complete config
+ * with every default; unknown keys are errors at every level.
+ */
+export const configSchema = z.object({
+  listen: listenSchema.prefault({}),
+  banner: bannerSchema.default("pitifulnat FTP server ready"),
+  passive: passiveSchema.prefault({}),
+  public_address: publicAddressSchema.optional(),
+  lan_networks: z.array(
+    z.string().refine(isCidr, {
+      error: "expected a network in CIDR notation such as 192.168.0.0/16 or fd00::/8",
+    }),
+  ).default([...DEFAULT_LAN_NETWORKS]),
+  allow_fxp: z.boolean().default(false),
+  users: usersSchema,
+  anonymous: anonymousSchema.prefault({}),
+  limits: limitsSchema.prefault({}),
+  log: logSchema.prefault({}),
+  status: statusSchema.prefault({}),
+}).strict();
+
+/** A validated configuration with all defaults applied. */
+export type Config = z.infer<typeof configSchema>;
+
+/** The configuration as written in YAML, before defaults. */
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** One entry of `users`. */
+export type UserConfig = Config["users"][number];

@@ -1,0 +1,137 @@
+/**
+ * Data connections: the passive listener that accepts only the control
+ * connection's peer, the active connect-back, and the byte pumps that move
+ * files with one reused buffer and natural back-pressure.
+ * @module
+ */
+import { normalizeAddress } from "../nat/announce.ts";
+
+/** Why a data connection could not be used. */
+export class DataError extends Error {
+  constructor(readonly code: 425 | 426 | 451 | 452 | 552, message: string) {
+    super(message);
+  }
+}
+
+/** Sleeps that can be cancelled, for timeouts raced against I/O. */
+function timeout(ms: number): { promise: Promise<"timeout">; cancel(): void } {
+  let id: ReturnType<typeof setTimeout> | undefined;
+  const promise = new Promise<"timeout">((resolve) => {
+    id = setTimeout(() => resolve("timeout"), ms);
+  });
+  return { promise, cancel: () => clearTimeout(id) };
+}
+
+/**
+ * Accepts the data connection on a passive listener, but only from the
+ * control connection's peer address; a connection from anywhere else is
+ * closed and reported through `onStranger`, and the wait goes on, so a
+ * stranger cannot take or abort a user's transfer. Closes the listener when
+ * done. Returns null on timeout or when the listener is closed meanwhile.
+ */
+export async function acceptFromPeer(
+  listener: Deno.TcpListener,
+  options: { peer: string; timeoutMs: number; onStranger?: (addr: string) => void },
+): Promise<Deno.TcpConn | null> {
+  const peer = normalizeAddress(options.peer);
+  const timer = timeout(options.timeoutMs);
+  try {
+    while (true) {
+      let result: Deno.TcpConn | "timeout";
+      try {
+        result = await Promise.race([listener.accept(), timer.promise]);
+      } catch {
+        return null; // listener closed (PASV replaced, ABOR, session end)
+      }
+      if (result === "timeout") return null;
+      const from = normalizeAddress(result.remoteAddr.hostname);
+      if (from === peer) return result;
+      options.onStranger?.(`${result.remoteAddr.hostname}:${result.remoteAddr.port}`);
+      try {
+        result.close();
+      } catch { /* already closed */ }
+    }
+  } finally {
+    timer.cancel();
+    try {
+      listener.close();
+    } catch { /* already closed */ }
+  }
+}
+
+/** Connects back to a client for active mode, within a timeout. */
+export async function connectActive(
+  target: { host: string; port: number },
+  options: { timeoutMs: number },
+): Promise<Deno.TcpConn> {
+  const timer = timeout(options.timeoutMs);
+  const attempt = Deno.connect({ hostname: target.host, port: target.port });
+  try {
+    const result = await Promise.race([attempt, timer.promise]);
+    if (result === "timeout") {
+      attempt.then((c) => c.close(), () => {});
+      throw new DataError(425, "Can't open data connection: timed out");
+    }
+    return result;
+  } catch (e) {
+    if (e instanceof DataError) throw e;
+    throw new DataError(425, `Can't open data connection: ${(e as Error).message}`);
+  } finally {
+    timer.cancel();
+  }
+}
+
+/** Writes all of `bytes` (Deno's write may write less). */
+export async function writeAll(w: { write(p: Uint8Array): Promise<number> }, bytes: Uint8Array) {
+  let off = 0;
+  while (off < bytes.length) off += await w.write(bytes.subarray(off));
+}
+
+/** Maps a file-system write error to the FTP reply a client should see. */
+export function diskError(e: unknown): DataError {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (/No space left|ENOSPC|os error 28/i.test(msg)) {
+    return new DataError(452, "Insufficient storage space; transfer aborted");
+  }
+  if (/quota|EDQUOT|os error 122|File too large|EFBIG|os error 27/i.test(msg)) {
+    return new DataError(552, "Storage allocation exceeded; transfer aborted");
+  }
+  return new DataError(451, "Local error in processing; transfer aborted");
+}
+
+/** Progress of one transfer, watched by the stall timer. */
+export interface Progress {
+  bytes: number;
+}
+
+/**
+ * Copies `from` to `to` using `buf`. Errors reading `from` or writing `to`
+ * are tagged so the caller can tell the network from the disk.
+ */
+export async function pump(
+  from: { read(p: Uint8Array): Promise<number | null> },
+  to: { write(p: Uint8Array): Promise<number> },
+  options: { buf: Uint8Array; progress: Progress; fromIsDisk: boolean },
+): Promise<void> {
+  const { buf, progress } = options;
+  while (true) {
+    let n: number | null;
+    try {
+      n = await from.read(buf);
+    } catch (e) {
+      throw options.fromIsDisk ? diskError(e) : new DataError(426, connMessage(e));
+    }
+    if (n === null) return;
+    try {
+      await writeAll(to, buf.subarray(0, n));
+    } catch (e) {
+      throw options.fromIsDisk ? new DataError(426, connMessage(e)) : diskError(e);
+    }
+    progress.bytes += n;
+  }
+}
+
+function connMessage(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return `Connection closed; transfer aborted (${msg})`;
+}

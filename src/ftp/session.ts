@@ -1,0 +1,252 @@
+/**
+ * One control connection: its state, the command loop, replies, and the
+ * background transfer that ABOR, STAT and NOOP may interrupt or query.
+ * Commands themselves live in the command table (commands.ts).
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Config } from "../config/schema.ts";
+import type { Account, UserDb } from "../auth/users.ts";
+import type { Jail } from "../fs/jail.ts";
+import { PathError } from "../fs/jail.ts";
+import type { LanNetworks } from "../nat/announce.ts";
+import { normalizeAddress } from "../nat/announce.ts";
+import type { PublicAddress } from "../nat/public_address.ts";
+import { formatReply, parseCommand } from "./codec.ts";
+import { DataError, writeAll } from "./data_channel.ts";
+import { readLines } from "./line_reader.ts";
+
+/** What every session shares with the server. */
+export interface SessionDeps {
+  config: Config;
+  users: UserDb;
+  /** Null when no public address is configured. */
+  publicAddress: PublicAddress | null;
+  lan: LanNetworks;
+  commands: ReadonlyMap<string, CommandSpec>;
+  log: Logger;
+  /** Counters the status and metrics endpoints read. */
+  stats: ServerStats;
+}
+
+/** Process-wide counters. */
+export interface ServerStats {
+  loginsOk: number;
+  loginsFailed: number;
+  bytesIn: number;
+  bytesOut: number;
+  transfers: number;
+}
+
+/** A command, declared once: HELP and FEAT are generated from these. */
+export interface CommandSpec {
+  name: string;
+  /** Refused with 530 before login. */
+  login: boolean;
+  /** none: refuse an argument; required: refuse its absence. */
+  arg: "none" | "optional" | "required";
+  /** Permission needed, checked before the handler runs. */
+  perm?: "read" | "write" | "delete" | "mkdir" | "rename";
+  /** One line for HELP. */
+  help: string;
+  /** The FEAT line, when the command is an extension worth announcing. */
+  feat?: string;
+  /** Allowed while a transfer runs (ABOR, STAT, NOOP, QUIT). */
+  duringTransfer?: boolean;
+  handler: (s: Session, arg: string) => Promise<void> | void;
+}
+
+/** A transfer running in the background of a session. */
+export interface Transfer {
+  done: Promise<void>;
+  aborted: boolean;
+  /** Closes the data connection; the transfer then replies 426. */
+  abort(): void;
+  describe(): string;
+}
+
+const BUFFER_SIZE = 1 << 20;
+let nextId = 1;
+
+/** One FTP session on a control connection. */
+export class Session {
+  readonly id: string;
+  readonly peer: string;
+  readonly peerPort: number;
+  readonly local: string;
+  account: Account | null = null;
+  pendingUser: string | null = null;
+  loginFailures = 0;
+  jail: Jail | null = null;
+  cwd = "/";
+  restOffset = 0;
+  renameFrom: string | null = null;
+  passive: { listener: Deno.TcpListener; port: number } | null = null;
+  active: { host: string; port: number } | null = null;
+  epsvAll = false;
+  binary = true;
+  transfer: Transfer | null = null;
+  mlstFacts = new Set(["type", "size", "modify", "perm", "unique"]);
+  closed = false;
+  readonly openedAt = Date.now();
+  #buf: Uint8Array | null = null;
+  #writes: Promise<void> = Promise.resolve();
+  #idle: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(readonly conn: Deno.TcpConn, readonly deps: SessionDeps) {
+    this.id = `s${nextId++}`;
+    this.peer = normalizeAddress(conn.remoteAddr.hostname);
+    this.peerPort = conn.remoteAddr.port;
+    this.local = normalizeAddress(conn.localAddr.hostname);
+  }
+
+  /** The session's logger context, for every line it logs. */
+  get ctx(): Record<string, unknown> {
+    return { session: this.id, peer: `${this.peer}:${this.peerPort}`, user: this.account?.name };
+  }
+
+  /** The transfer buffer: allocated on first use, reused afterwards. */
+  get buffer(): Uint8Array {
+    return this.#buf ??= new Uint8Array(BUFFER_SIZE);
+  }
+
+  /** Sends a reply; replies are written in order, errors end the session. */
+  reply(code: number, text: string | readonly string[]): Promise<void> {
+    const bytes = new TextEncoder().encode(formatReply(code, text));
+    this.#writes = this.#writes.then(async () => {
+      if (this.closed) return;
+      try {
+        await writeAll(this.conn, bytes);
+      } catch {
+        this.close();
+      }
+    });
+    return this.#writes;
+  }
+
+  /** Serves the connection until QUIT, timeout or disconnect. */
+  async run(): Promise<void> {
+    const { config, log } = this.deps;
+    log.info("session opened {peer}", this.ctx);
+    try {
+      await this.reply(220, config.banner);
+      this.#armIdle();
+      for await (const item of readLines(this.conn, { maxLength: config.limits.max_line_length })) {
+        if (this.closed) break;
+        this.#armIdle();
+        if (item.kind === "too-long") {
+          await this.reply(500, "Command line too long");
+          continue;
+        }
+        if (item.kind === "bad-utf8") {
+          await this.reply(501, "Command is not valid UTF-8");
+          continue;
+        }
+        await this.#dispatch(item.text);
+        if (this.closed) break;
+      }
+    } catch (e) {
+      if (!this.closed) {
+        log.debug("session {session} read error: {error}", { ...this.ctx, error: e });
+      }
+    } finally {
+      await this.#finish();
+    }
+  }
+
+  async #dispatch(line: string): Promise<void> {
+    const { verb, arg } = parseCommand(line);
+    const spec = this.deps.commands.get(verb);
+    if (this.transfer && !spec?.duringTransfer) await this.transfer.done;
+    if (!spec) {
+      const shown = verb.replace(/[^\x21-\x7e]/g, "?").slice(0, 16);
+      return this.reply(500, `${shown || "(empty)"}: command not understood`);
+    }
+    if (spec.login && !this.account) {
+      return this.reply(530, "Please log in with USER and PASS first");
+    }
+    if (spec.arg === "required" && arg.trim() === "") {
+      return this.reply(501, `${verb} needs an argument`);
+    }
+    if (spec.arg === "none" && arg.trim() !== "") {
+      return this.reply(501, `${verb} takes no argument`);
+    }
+    if (spec.perm && !this.account?.permissions.has(spec.perm)) {
+      return this.reply(550, `Permission denied (${spec.perm} is not allowed for this user)`);
+    }
+    if (verb !== "REST" && verb !== "RNFR") {
+      // REST and RNFR only apply to the command right after them.
+      if (!["RETR", "STOR", "APPE"].includes(verb)) this.restOffset = 0;
+      if (verb !== "RNTO") this.renameFrom = null;
+    }
+    try {
+      await spec.handler(this, arg);
+    } catch (e) {
+      await this.replyError(e);
+    }
+  }
+
+  /** Replies to a failed command with the code its error carries. */
+  replyError(e: unknown): Promise<void> {
+    if (e instanceof PathError || e instanceof DataError) return this.reply(e.code, e.message);
+    if (e instanceof Deno.errors.NotFound) return this.reply(550, "No such file or directory");
+    if (e instanceof Deno.errors.PermissionDenied) return this.reply(550, "Permission denied");
+    if (e instanceof Deno.errors.AlreadyExists) return this.reply(550, "File exists");
+    if (e instanceof Deno.errors.NotADirectory) return this.reply(550, "Not a directory");
+    if (e instanceof Deno.errors.IsADirectory) return this.reply(550, "Is a directory");
+    const msg = e instanceof Error ? e.message : String(e);
+    if (/Directory not empty|os error 39/.test(msg)) {
+      return this.reply(550, "Directory not empty");
+    }
+    this.deps.log.error("session {session}: {error}", { ...this.ctx, error: msg });
+    return this.reply(451, "Local error in processing");
+  }
+
+  /** Closes the passive listener, if any. */
+  closePassive(): void {
+    try {
+      this.passive?.listener.close();
+    } catch { /* already closed */ }
+    this.passive = null;
+  }
+
+  #armIdle(): void {
+    clearTimeout(this.#idle);
+    const limits = this.deps.config.limits;
+    const seconds = this.account ? limits.idle_timeout_seconds : limits.login_timeout_seconds;
+    this.#idle = setTimeout(() => {
+      if (this.transfer) return this.#armIdle();
+      this.deps.log.info("session {session} idle for {seconds} s: closing", {
+        ...this.ctx,
+        seconds,
+      });
+      this.reply(421, "Idle timeout; closing control connection").finally(() => this.close());
+    }, seconds * 1000);
+  }
+
+  /** Ends the session: replies in flight are flushed first by callers. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.#idle);
+    this.transfer?.abort();
+    this.closePassive();
+    try {
+      this.conn.close();
+    } catch { /* already closed */ }
+  }
+
+  async #finish(): Promise<void> {
+    clearTimeout(this.#idle);
+    if (this.transfer) {
+      this.transfer.abort();
+      await this.transfer.done.catch(() => {});
+    }
+    await this.#writes;
+    this.close();
+    this.deps.log.info("session closed {peer} user={user} after {seconds} s", {
+      ...this.ctx,
+      seconds: Math.round((Date.now() - this.openedAt) / 1000),
+    });
+  }
+}

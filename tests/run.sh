@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Sets up what the tests need (Deno 2.9.6 from npm, Debian's test tools) and
+# runs the whole test suite. Extra arguments go to `deno test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DENO_VERSION=2.9.6
+if ! command -v deno >/dev/null 2>&1 || [[ "$(deno --version | head -n1)" != "deno $DENO_VERSION "* ]]; then
+  npm install -g "deno@$DENO_VERSION"
+fi
+
+# Debian packages: real FTP clients, a real DNS server, and the NAT lab's tools.
+declare -A pkg_for=(
+  [lftp]=lftp [curl]=curl [python3]=python3 [dnsmasq]=dnsmasq-base
+  [nft]=nftables [ip]=iproute2 [vsftpd]=vsftpd
+)
+missing=()
+for cmd in "${!pkg_for[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || [[ -x "/usr/sbin/$cmd" ]] || missing+=("${pkg_for[$cmd]}")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+deno install --quiet
+exec deno test --allow-all --no-check=remote tests/ "$@"
