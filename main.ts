@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
 import { runCheck } from "./src/cli/check.ts";
 import { runHashPassword } from "./src/cli/hash_password.ts";
+import { runProxy } from "./src/cli/proxy.ts";
 import { runServe } from "./src/cli/serve.ts";
 import { runStatus } from "./src/cli/status.ts";
 
@@ -19,6 +20,8 @@ Usage: pitifulnat <command> [options]
 
 Commands:
   serve [--config FILE]          run the FTP server (no config: a read-only demo on 127.0.0.1:2121)
+  proxy [--config FILE]          stand in front of an existing FTP server (proxy.upstream)
+                                 and fix its NAT problems
   check [--config FILE] [--client ADDR]
                                  validate the config, resolve the public address, bind the
                                  passive range; exit 0 only when all is well
@@ -40,6 +43,14 @@ const HELP: Record<string, string> = {
 Runs the FTP server. Without a config file (none given, $PITIFULNAT_CONFIG unset and
 /etc/pitifulnat/config.yaml absent) it serves a small demo directory read-only to anonymous
 users on 127.0.0.1:2121. SIGTERM/SIGINT stop it; SIGHUP reloads the config.
+`,
+  proxy: `Usage: pitifulnat proxy [--config FILE]
+
+Runs the NAT-fixing proxy in front of the FTP server named in proxy.upstream (vsftpd, a
+NAS's own). Clients connect to listen.address:port; the proxy relays the control connection,
+answers PASV/EPSV with the announced address and a port from the passive range, connects back
+to active-mode clients itself, and relays the data connections. Needs a config file with a
+proxy section. SIGTERM/SIGINT stop it; SIGHUP reloads the config.
 `,
   check: `Usage: pitifulnat check [--config FILE] [--client ADDR]
 
@@ -99,6 +110,7 @@ export async function main(args: string[]): Promise<number> {
   }
   const allowed: Record<string, string[]> = {
     serve: ["config"],
+    proxy: ["config"],
     check: ["config", "client"],
     status: ["config", "url"],
     "hash-password": [],
@@ -116,6 +128,8 @@ export async function main(args: string[]): Promise<number> {
   switch (command) {
     case "serve":
       return await runServe({ config: values.config });
+    case "proxy":
+      return await runProxy({ config: values.config });
     case "check":
       return await runCheck({ config: values.config, client: values.client });
     case "status":

@@ -13,6 +13,7 @@ import {
   parseLanNetworks,
 } from "../nat/announce.ts";
 import { probeRange } from "../nat/port_range.ts";
+import { connectUpstream } from "../proxy/upstream.ts";
 import { loadFromCli, publicAddressFrom } from "./common.ts";
 
 /** A remote address used to show what internet clients are told (RFC 5737). */
@@ -125,6 +126,23 @@ export async function runCheck(options: { config?: string; client?: string }): P
   out.push(
     `router: forward TCP ${port} and ${min_port}-${max_port} to this machine (${local})`,
   );
+
+  // Proxy mode: the upstream server must answer.
+  if (config.proxy) {
+    const { host, port: upPort } = config.proxy.upstream;
+    const label = `${host.includes(":") ? `[${host}]` : host}:${upPort}`;
+    const timeoutMs = config.proxy.connect_timeout_seconds * 1000;
+    try {
+      const { control, greeting } = await connectUpstream({ host, port: upPort }, { timeoutMs });
+      control.close();
+      const last = greeting[greeting.length - 1];
+      const banner = greeting.flatMap((r) => r.lines).join(" / ");
+      out.push(`proxy upstream ${label} (${control.host}): ${banner}`);
+      if (last.code !== 220) problems.push(`upstream ${label} refuses sessions: ${last.lines[0]}`);
+    } catch (e) {
+      problems.push(`proxy upstream ${label} unreachable: ${(e as Error).message}`);
+    }
+  }
 
   console.log(out.join("\n"));
   if (problems.length) {

@@ -80,7 +80,7 @@ export async function runServe(options: { config?: string }): Promise<number> {
   const sig = await stopped;
   log.info("{sig}: stopping", { sig });
   for (const [s, fn] of handlers) Deno.removeSignalListener(s, fn);
-  await server.close();
+  await server.close({ graceMs: server.config.limits.shutdown_grace_seconds * 1000 });
   publicAddress?.stop();
   await status?.shutdown();
   if (loaded.demoDir) await Deno.remove(loaded.demoDir, { recursive: true }).catch(() => {});

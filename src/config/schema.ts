@@ -251,16 +251,38 @@ const limitsSchema = z.object({
   max_line_length: intIn(512, 65536).default(4096),
   max_login_failures: intAtLeast(1).default(3),
   login_failure_delay_ms: intIn(0, 10000).default(1000),
+  shutdown_grace_seconds: intIn(0, 3600).default(10),
+  max_login_failures_per_address: intAtLeast(1).default(10),
+  login_failure_window_seconds: timeoutSeconds().default(300),
+  ban_seconds: timeoutSeconds().default(600),
 }).strict();
 
 const logSchema = z.object({
   level: z.enum(LOG_LEVELS).default("info"),
   file: pathString("a log file path").optional(),
+  // Rotation of log.file: rotate at max_bytes, keep file.1 ... file.<keep>.
+  max_bytes: intAtLeast(4096).default(10 * 1024 * 1024),
+  keep: intIn(0, 100).default(5),
 }).strict();
 
 const statusSchema = z.object({
   address: ipAddress().default("127.0.0.1"),
   port: intIn(1, 65535).optional(),
+}).strict();
+
+/**
+ * `pitifulnat proxy`: the existing FTP server to stand in front of. Absent
+ * unless the proxy is used; `serve` ignores it.
+ */
+const proxySchema = z.object({
+  upstream: z.object({
+    host: z.string({ error: "expected a host name or IP address such as 127.0.0.1" }).refine(
+      (host) => isIpAddress(host) || isHostName(host),
+      { error: "expected a host name or IP address such as 127.0.0.1" },
+    ),
+    port: intIn(1, 65535).default(21),
+  }).strict(),
+  connect_timeout_seconds: timeoutSeconds().default(10),
 }).strict();
 
 /**
@@ -283,6 +305,7 @@ export const configSchema = z.object({
   limits: limitsSchema.prefault({}),
   log: logSchema.prefault({}),
   status: statusSchema.prefault({}),
+  proxy: proxySchema.optional(),
 }).strict();
 
 /** A validated configuration with all defaults applied. */

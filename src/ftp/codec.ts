@@ -145,12 +145,14 @@ const SB = 250;
 const SE = 240;
 const WILL = 251;
 const DONT = 254;
+const IP = 244;
+const DM = 242;
 
 /**
  * Removes Telnet commands from control-connection bytes (RFC 854): IAC IAC
  * stays as one 255 byte, option negotiations (IAC WILL/WONT/DO/DONT x) and
  * subnegotiations are dropped, as are two-byte commands such as IAC IP and
- * IAC DM that precede an urgent ABOR. Returns the same array when there is no
+ * IAC DM that precede an urgent ABOR, and a DM right after IAC IP. Returns the same array when there is no
  * IAC byte, so the common case costs one scan.
  */
 export function stripTelnet(bytes: Uint8Array): Uint8Array {
@@ -177,6 +179,9 @@ export function stripTelnet(bytes: Uint8Array): Uint8Array {
       i = end < 0 ? bytes.length : end + 1;
     } else if (next >= SE) {
       i += 2;
+      // IAC IP then a bare DM: BSD-style clients send the Synch's IAC as
+      // the urgent byte, which the kernel removes, leaving DM in band.
+      if (next === IP && bytes[i] === DM) i++;
     } else {
       // A lone IAC before an ordinary byte: the urgent byte (IAC DM's DM)
       // was taken out of band, so drop only the IAC.

@@ -97,17 +97,26 @@ async function pass(s: Session, arg: string) {
     s.jail = j;
     s.cwd = "/";
     deps.stats.loginsOk++;
+    deps.throttle.succeed(s.peer);
     deps.log.info("session {session} logged in as {user}", s.ctx);
     return s.reply(230, account.anonymous ? "Anonymous access granted" : "Login successful");
   }
   deps.stats.loginsFailed++;
   s.loginFailures++;
+  if (deps.throttle.fail(s.peer)) {
+    deps.log.warn("address {addr} banned for {seconds} s after repeated failed logins", {
+      addr: s.peer,
+      seconds: deps.config.limits.ban_seconds,
+    });
+  }
   deps.log.warn("session {session}: login failed for {name}", {
     ...s.ctx,
     name: name.slice(0, 64),
   });
   await sleep(deps.config.limits.login_failure_delay_ms);
-  if (s.loginFailures >= deps.config.limits.max_login_failures) {
+  if (
+    s.loginFailures >= deps.config.limits.max_login_failures || deps.throttle.bannedFor(s.peer) > 0
+  ) {
     await s.reply(530, "Login incorrect");
     await s.reply(421, "Too many failed logins; closing connection");
     s.close();

@@ -6,13 +6,23 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/schema.ts";
+import { LoginThrottle } from "../auth/throttle.ts";
 import { UserDb } from "../auth/users.ts";
-import { type LanNetworks, parseLanNetworks } from "../nat/announce.ts";
+import { type LanNetworks, normalizeAddress, parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { formatReply } from "./codec.ts";
 import { buildCommandTable } from "./commands.ts";
 import { writeAll } from "./data_channel.ts";
 import { type ServerStats, Session, type SessionDeps } from "./session.ts";
+
+function throttleFor(config: Config): LoginThrottle {
+  const l = config.limits;
+  return new LoginThrottle({
+    maxFailures: l.max_login_failures_per_address,
+    windowMs: l.login_failure_window_seconds * 1000,
+    banMs: l.ban_seconds * 1000,
+  });
+}
 
 /** A running FTP server. */
 export class FtpServer {
@@ -38,6 +48,7 @@ export class FtpServer {
       commands: buildCommandTable(),
       log: getLogger(["pitifulnat", "ftp"]),
       stats: this.stats,
+      throttle: throttleFor(config),
     };
   }
 
@@ -67,6 +78,7 @@ export class FtpServer {
       publicAddress: options.publicAddress,
       users: new UserDb(config),
       lan: parseLanNetworks(config.lan_networks),
+      // The throttle is kept, so a reload does not lift running bans.
     });
   }
 
@@ -92,12 +104,17 @@ export class FtpServer {
     const addr = conn.remoteAddr.hostname;
     const fromHere = this.#perAddress.get(addr) ?? 0;
     let refusal: string | null = null;
-    if (this.sessions.size >= limits.max_sessions) refusal = "Too many sessions; try again later";
+    if (deps.throttle.bannedFor(normalizeAddress(addr)) > 0) {
+      refusal = "Too many failed logins from your address; try again later";
+    } else if (this.sessions.size >= limits.max_sessions) {
+      refusal = "Too many sessions; try again later";
+    }
     else if (fromHere >= limits.max_sessions_per_address) {
       refusal = "Too many sessions from your address; try again later";
     }
     if (refusal) {
-      deps.log.warn("refused connection from {addr}: {reason}", { addr, reason: refusal });
+      // Logged at debug: a flood must not become a flood of log lines.
+      deps.log.debug("refused connection from {addr}: {reason}", { addr, reason: refusal });
       writeAll(conn, new TextEncoder().encode(formatReply(421, refusal)))
         .catch(() => {})
         .finally(() => {
@@ -123,15 +140,28 @@ export class FtpServer {
     });
   }
 
-  /** Stops accepting and closes every session. */
-  async close(): Promise<void> {
+  /**
+   * Stops accepting, lets running transfers finish for up to `graceMs`,
+   * then closes every session with 421.
+   */
+  async close(options: { graceMs?: number } = {}): Promise<void> {
     try {
       this.#listener?.close();
     } catch { /* closed */ }
     await this.#loop;
+    const running = [...this.sessions].flatMap((s) => s.transfer ? [s.transfer.done] : []);
+    if (running.length && options.graceMs) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.allSettled(running),
+        new Promise((r) => timer = setTimeout(r, options.graceMs)),
+      ]);
+      clearTimeout(timer);
+    }
     const closing = [...this.sessions].map(async (s) => {
       await s.reply(421, "Server shutting down");
       s.close();
+      await s.finished;
     });
     await Promise.all(closing);
   }

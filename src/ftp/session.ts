@@ -6,6 +6,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Config } from "../config/schema.ts";
+import type { LoginThrottle } from "../auth/throttle.ts";
 import type { Account, UserDb } from "../auth/users.ts";
 import type { Jail } from "../fs/jail.ts";
 import { PathError } from "../fs/jail.ts";
@@ -27,6 +28,8 @@ export interface SessionDeps {
   log: Logger;
   /** Counters the status and metrics endpoints read. */
   stats: ServerStats;
+  /** Failed logins per client address. */
+  throttle: LoginThrottle;
 }
 
 /** Process-wide counters. */
@@ -92,6 +95,8 @@ export class Session {
   #buf: Uint8Array | null = null;
   #writes: Promise<void> = Promise.resolve();
   #idle: ReturnType<typeof setTimeout> | undefined;
+  #loginClock: number | null = null;
+  #abortAnswered = false;
 
   constructor(readonly conn: Deno.TcpConn, readonly deps: SessionDeps) {
     this.id = `s${nextId++}`;
@@ -124,6 +129,12 @@ export class Session {
     return this.#writes;
   }
 
+  /** Resolves when run() has finished cleaning up. */
+  get finished(): Promise<void> {
+    return this.#finished.promise;
+  }
+  #finished = Promise.withResolvers<void>();
+
   /** Serves the connection until QUIT, timeout or disconnect. */
   async run(): Promise<void> {
     const { config, log } = this.deps;
@@ -134,6 +145,17 @@ export class Session {
       for await (const item of readLines(this.conn, { maxLength: config.limits.max_line_length })) {
         if (this.closed) break;
         this.#armIdle();
+        if (item.kind === "urgent") {
+          // An urgent ABOR: Deno cannot read past the TCP urgent mark until
+          // the client sends more, and the client waits for our reply. So
+          // abort now, and take the ABOR line, when it comes, as answered.
+          this.#abortAnswered = true;
+          await this.#dispatch("ABOR");
+          continue;
+        }
+        const answered = this.#abortAnswered;
+        this.#abortAnswered = false;
+        if (answered && item.kind === "line" && parseCommand(item.text).verb === "ABOR") continue;
         if (item.kind === "too-long") {
           await this.reply(500, "Command line too long");
           continue;
@@ -144,6 +166,7 @@ export class Session {
         }
         await this.#dispatch(item.text);
         if (this.closed) break;
+        this.#armIdle(); // again: logging in switches to the longer timeout
       }
     } catch (e) {
       if (!this.closed) {
@@ -214,6 +237,13 @@ export class Session {
     clearTimeout(this.#idle);
     const limits = this.deps.config.limits;
     const seconds = this.account ? limits.idle_timeout_seconds : limits.login_timeout_seconds;
+    // Before login the clock runs from the connect (or REIN), not from the
+    // last command: NOOPs must not hold an unauthenticated session open.
+    if (this.account) this.#loginClock = null;
+    else this.#loginClock ??= Date.now();
+    const ms = this.#loginClock === null
+      ? seconds * 1000
+      : Math.max(0, this.#loginClock + seconds * 1000 - Date.now());
     this.#idle = setTimeout(() => {
       if (this.transfer) return this.#armIdle();
       this.deps.log.info("session {session} idle for {seconds} s: closing", {
@@ -221,7 +251,7 @@ export class Session {
         seconds,
       });
       this.reply(421, "Idle timeout; closing control connection").finally(() => this.close());
-    }, seconds * 1000);
+    }, ms);
   }
 
   /** Ends the session: replies in flight are flushed first by callers. */
@@ -248,5 +278,6 @@ export class Session {
       ...this.ctx,
       seconds: Math.round((Date.now() - this.openedAt) / 1000),
     });
+    this.#finished.resolve();
   }
 }

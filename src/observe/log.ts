@@ -1,12 +1,22 @@
 /**
- * Logging setup: LogTape with one text line per record on stderr (or a
- * file). Categories start with "pitifulnat".
+ * Logging setup: LogTape with one text line per record on stderr, or in a
+ * file that is rotated by size (`file` -> `file.1` -> ... -> `file.N`), so a
+ * device that runs for months never fills its disk with log. Categories
+ * start with "pitifulnat".
+ *
+ * A log that cannot be written never stops the server: a failing file sink
+ * writes the record to stderr instead and tries the file again next time.
  * @module
  */
 import { configure, getTextFormatter, type LogRecord, reset, type Sink } from "@logtape/logtape";
 
 /** Log levels accepted in the config. */
 export type Level = "debug" | "info" | "warning" | "error";
+
+/** Default size at which the log file is rotated: 10 MiB. */
+export const DEFAULT_MAX_BYTES = 10 * 1024 * 1024;
+/** Default number of rotated files kept (`file.1` ... `file.5`). */
+export const DEFAULT_KEEP = 5;
 
 const formatter = getTextFormatter({
   timestamp: "date-time-tz",
@@ -23,25 +33,118 @@ function stderrSink(record: LogRecord): void {
   }
 }
 
-function fileSink(path: string): Sink {
-  let file: Deno.FsFile | null = null;
-  return (record: LogRecord) => {
-    try {
-      file ??= Deno.openSync(path, { append: true, create: true });
-      file.writeSync(encoder.encode(formatter(record)));
-    } catch {
-      file = null;
-      stderrSink(record);
-    }
-  };
+/** Writes all of `bytes`; `writeSync` may write fewer bytes than asked. */
+function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
+  let done = 0;
+  // Each round writes at least one byte or throws, so this ends.
+  while (done < bytes.length) done += file.writeSync(bytes.subarray(done));
 }
 
-/** Configures logging for the process; safe to call again (reconfigures). */
-export async function setupLogging(options: { level: Level; file?: string }): Promise<void> {
+/** Renames `from` to `to`; a missing `from` is not an error. */
+function renameIfPresent(from: string, to: string): void {
+  try {
+    Deno.renameSync(from, to);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+/**
+ * Shifts `path.1` ... `path.(keep-1)` up by one (the oldest, `path.keep`,
+ * is overwritten) and moves `path` to `path.1`. With `keep` 0 the current
+ * file is removed instead. Exported for tests.
+ */
+export function rotateFiles(path: string, keep: number): void {
+  if (keep <= 0) {
+    try {
+      Deno.removeSync(path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    return;
+  }
+  for (let i = keep - 1; i >= 1; i--) renameIfPresent(`${path}.${i}`, `${path}.${i + 1}`);
+  renameIfPresent(path, `${path}.1`);
+}
+
+/** Options of {@linkcode rotatingFileSink}. */
+export interface RotationOptions {
+  /** Rotate before a record would make the file larger than this. */
+  maxBytes: number;
+  /** Rotated files kept besides the current one. */
+  keep: number;
+  /** Formats a record into one line; defaults to the text formatter used on stderr. */
+  format?: (record: LogRecord) => string;
+  /** Where a record goes when the file cannot be written; defaults to stderr. */
+  fallback?: (record: LogRecord) => void;
+}
+
+/**
+ * A sink appending to `path`, rotated by size. A record is never split
+ * across files; a single record larger than `maxBytes` gets a file of its
+ * own. On any error (disk full, directory gone, permissions) the record goes
+ * to the fallback and the file is reopened on the next record. Disposing the
+ * sink (LogTape does on reset/reconfigure) closes the file.
+ */
+export function rotatingFileSink(path: string, options: RotationOptions): Sink & Disposable {
+  const format = options.format ?? formatter;
+  const fallback = options.fallback ?? stderrSink;
+  let file: Deno.FsFile | null = null;
+  let size = 0;
+  const close = () => {
+    try {
+      file?.close();
+    } catch {
+      // Already closed: nothing to release.
+    }
+    file = null;
+  };
+  const open = () => {
+    const opened = Deno.openSync(path, { append: true, create: true });
+    try {
+      size = opened.statSync().size;
+    } catch (e) {
+      opened.close();
+      throw e;
+    }
+    return opened;
+  };
+  const sink = (record: LogRecord) => {
+    try {
+      const bytes = encoder.encode(format(record));
+      file ??= open();
+      if (size > 0 && size + bytes.length > options.maxBytes) {
+        close();
+        rotateFiles(path, options.keep);
+        file = open();
+      }
+      writeAll(file, bytes);
+      size += bytes.length;
+    } catch {
+      close();
+      fallback(record);
+    }
+  };
+  return Object.assign(sink, { [Symbol.dispose]: close });
+}
+
+/**
+ * Configures logging for the process; safe to call again (reconfigures,
+ * closing the previous log file). Takes the config's `log` section.
+ */
+export async function setupLogging(
+  options: { level: Level; file?: string; max_bytes?: number; keep?: number },
+): Promise<void> {
   await reset();
+  const main = options.file
+    ? rotatingFileSink(options.file, {
+      maxBytes: options.max_bytes ?? DEFAULT_MAX_BYTES,
+      keep: options.keep ?? DEFAULT_KEEP,
+    })
+    : stderrSink;
   await configure({
     reset: true,
-    sinks: { main: options.file ? fileSink(options.file) : stderrSink },
+    sinks: { main },
     loggers: [
       { category: ["pitifulnat"], sinks: ["main"], lowestLevel: options.level },
       { category: ["logtape", "meta"], sinks: ["main"], lowestLevel: "warning" },

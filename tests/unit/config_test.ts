@@ -35,8 +35,12 @@ Deno.test("empty text gives every default", () => {
       max_line_length: 4096,
       max_login_failures: 3,
       login_failure_delay_ms: 1000,
+      shutdown_grace_seconds: 10,
+      max_login_failures_per_address: 10,
+      login_failure_window_seconds: 300,
+      ban_seconds: 600,
     },
-    log: { level: "info" },
+    log: { level: "info", max_bytes: 10485760, keep: 5 },
     status: { address: "127.0.0.1" },
   };
   assert.deepEqual(parseConfig("", { file: "c.yaml" }), expected);
@@ -156,7 +160,7 @@ Deno.test("unknown keys point at the key and suggest a near one", () => {
       'config.yaml:3:3: listen.prot: unknown key (did you mean "port"?)',
       'config.yaml:4:1: pasive: unknown key (did you mean "passive"?)',
       "config.yaml:6:1: frobnicate: unknown key (known keys: listen, banner, passive, " +
-      "public_address, lan_networks, allow_fxp, users, anonymous, limits, log, status)",
+      "public_address, lan_networks, allow_fxp, users, anonymous, limits, log, status, proxy)",
     ],
   );
 });

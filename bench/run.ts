@@ -1,0 +1,404 @@
+/**
+ * The benchmark harness: pitifulnat side by side with other FTP servers on
+ * this machine, over 127.0.0.1, servers interleaved per round, medians
+ * reported as a Markdown table with ratios to vsftpd.
+ *
+ *     deno task bench [--quick] [--rounds N] [--servers a,b] [--workloads 1,3]
+ *                     [--json FILE]
+ *
+ * See bench/README.md for what is measured and how.
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { runCommand, running, which, within } from "./servers/common.ts";
+import type { BenchServer, BenchUser, Prepared, RunningServer } from "./servers/common.ts";
+import { ftpSrv } from "./servers/ftp_srv.ts";
+import { pitifulnat } from "./servers/pitifulnat.ts";
+import { proftpd } from "./servers/proftpd.ts";
+import { pureFtpd } from "./servers/pure_ftpd.ts";
+import { pyftpdlib } from "./servers/pyftpdlib.ts";
+import { vsftpd } from "./servers/vsftpd.ts";
+import {
+  FILES,
+  FULL,
+  median,
+  QUICK,
+  type Sizes,
+  type Workload,
+  WORKLOADS,
+} from "./workloads.ts";
+
+const ALL_SERVERS: readonly BenchServer[] = [
+  pitifulnat,
+  vsftpd,
+  pureFtpd,
+  proftpd,
+  pyftpdlib,
+  ftpSrv,
+];
+const BASELINE = "vsftpd";
+const USER_NAME = "pnbench";
+
+interface Entry {
+  server: BenchServer;
+  prepared: Prepared;
+  dir: string;
+  port: number;
+  pasvMin: number;
+  pasvMax: number;
+}
+
+/** Values per server name, then per "workload.metric" key, one per round. */
+type Results = Map<string, Map<string, number[]>>;
+
+function log(line: string): void {
+  console.error(line);
+}
+
+function randomPassword(): string {
+  const alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+  const bytes = crypto.getRandomValues(new Uint8Array(20));
+  return Array.from(bytes, (b) => alphabet[b % alphabet.length]).join("");
+}
+
+/** Writes `bytes` of incompressible data (a random 1 MiB block, repeated). */
+async function writeDataFile(path: string, bytes: number): Promise<void> {
+  const block = new Uint8Array(1 << 20);
+  for (let off = 0; off < block.length; off += 65536) {
+    crypto.getRandomValues(block.subarray(off, off + 65536));
+  }
+  const file = await Deno.open(path, { write: true, create: true, truncate: true });
+  try {
+    let left = bytes;
+    while (left > 0) {
+      const chunk = block.subarray(0, Math.min(left, block.length));
+      let done = 0;
+      while (done < chunk.length) done += await file.write(chunk.subarray(done));
+      left -= chunk.length;
+    }
+  } finally {
+    file.close();
+  }
+}
+
+/** A free control port, preferring `wanted`. */
+function freePort(wanted: number): number {
+  for (const port of [wanted, 0]) {
+    try {
+      const l = Deno.listen({ hostname: "127.0.0.1", port });
+      const got = (l.addr as Deno.NetAddr).port;
+      l.close();
+      return got;
+    } catch { /* taken */ }
+  }
+  throw new Error("no free port");
+}
+
+// ---- machine limits ------------------------------------------------------
+
+async function pageCacheRead(path: string): Promise<number> {
+  const buf = new Uint8Array(1 << 20);
+  const rates: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const file = await Deno.open(path, { read: true });
+    const t0 = performance.now();
+    let total = 0;
+    // Bounded by the file's size: each read returns data or null at the end.
+    for (let n = await file.read(buf); n !== null; n = await file.read(buf)) total += n;
+    const s = (performance.now() - t0) / 1000;
+    file.close();
+    rates.push(total / 1e6 / s);
+  }
+  return median(rates);
+}
+
+async function diskWrite(dir: string, bytes: number): Promise<number> {
+  const path = `${dir}/disk-write.bin`;
+  const t0 = performance.now();
+  await writeDataFile(path, bytes);
+  const file = await Deno.open(path, { write: true });
+  await file.syncData();
+  file.close();
+  const s = (performance.now() - t0) / 1000;
+  await Deno.remove(path);
+  return bytes / 1e6 / s;
+}
+
+async function iperf3(seconds: number): Promise<number | string> {
+  if (!await which("iperf3")) return "skipped: iperf3 is not installed (apt-get install iperf3)";
+  const port = freePort(21099);
+  const server = new Deno.Command("iperf3", {
+    args: ["-s", "-1", "-B", "127.0.0.1", "-p", String(port)],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  try {
+    // Wait for "Server listening" (a probe connection would use up -1).
+    const reader = server.stdout.getReader();
+    let text = "";
+    const deadline = performance.now() + 10_000;
+    while (!text.includes("Server listening") && performance.now() < deadline) {
+      const r = await within(reader.read(), deadline - performance.now());
+      if (r === "timeout" || r.done) break;
+      text += new TextDecoder().decode(r.value);
+    }
+    reader.releaseLock();
+    server.stdout.cancel().catch(() => {});
+    const out = await runCommand(
+      ["iperf3", "-c", "127.0.0.1", "-p", String(port), "-t", String(seconds), "-J"],
+      { timeoutMs: (seconds + 15) * 1000 },
+    );
+    if (out.code !== 0) return `failed: ${out.stderr.trim() || out.stdout.slice(0, 300)}`;
+    const bps = JSON.parse(out.stdout).end.sum_received.bits_per_second as number;
+    return bps / 8 / 1e6;
+  } finally {
+    try {
+      server.kill("SIGKILL");
+    } catch { /* exited */ }
+    await within(server.status, 3000);
+    server.stderr.cancel().catch(() => {});
+  }
+}
+
+// ---- report --------------------------------------------------------------
+
+function fmt(v: number, digits: number): string {
+  if (!Number.isFinite(v)) return "n/a";
+  return v.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+function table(entries: Entry[], results: Results, workloads: Workload[], sizes: Sizes): string {
+  const names = entries.map((e) => e.server.name);
+  const base = names.includes(BASELINE) ? BASELINE : null;
+  const rows: string[] = [];
+  rows.push(`| # | figure | better | ${names.join(" | ")} |`);
+  rows.push(`|---|---|---|${names.map(() => "---:").join("|")}|`);
+  for (const w of workloads) {
+    for (const m of w.metrics(sizes)) {
+      const key = `${w.id}.${m.key}`;
+      const med = (name: string) => median(results.get(name)?.get(key) ?? []);
+      const b = base ? med(base) : NaN;
+      const cells = names.map((name) => {
+        const v = med(name);
+        const text = fmt(v, m.digits);
+        if (!base || !Number.isFinite(v) || !Number.isFinite(b) || b === 0) return text;
+        return `${text} (${(v / b).toFixed(2)}×)`;
+      });
+      rows.push(`| ${w.id} | ${m.label} | ${m.better} | ${cells.join(" | ")} |`);
+    }
+  }
+  return rows.join("\n");
+}
+
+// ---- main ----------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      rounds: { type: "string", default: "3" },
+      servers: { type: "string" },
+      workloads: { type: "string" },
+      json: { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      "usage: deno task bench [--quick] [--rounds N] [--servers a,b] [--workloads 1,3] " +
+        "[--json FILE]\n" +
+        `servers: ${ALL_SERVERS.map((s) => s.name).join(", ")}\n` +
+        WORKLOADS.map((w) => `workload ${w.id}: ${w.title}`).join("\n"),
+    );
+    return 0;
+  }
+  const sizes = values.quick ? QUICK : FULL;
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50) {
+    console.error("--rounds must be an integer 1-50");
+    return 2;
+  }
+  const wanted = values.servers?.split(",").map((s) => s.trim());
+  const servers = ALL_SERVERS.filter((s) => !wanted || wanted.includes(s.name));
+  const wantedW = values.workloads?.split(",").map(Number);
+  const workloads = WORKLOADS.filter((w) => !wantedW || wantedW.includes(w.id));
+
+  const tmp = await Deno.makeTempDir({ prefix: "pn-bench-" });
+  // Servers that drop to the benchmark user must reach the served files.
+  await Deno.chmod(tmp, 0o755);
+  const user: BenchUser = { name: USER_NAME, password: randomPassword() };
+  let interrupted = false;
+  const onSignal = () => {
+    interrupted = true;
+    log("interrupted: stopping servers and removing temporary files");
+    cleanup().finally(() => Deno.exit(130));
+  };
+  let cleaned: Promise<void> | null = null;
+  const cleanup = () =>
+    cleaned ??= (async () => {
+      await Promise.all([...running].map((s) => s.stop()));
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+      // The system account was only needed while vsftpd ran: lock it again.
+      const known = await runCommand(["getent", "passwd", USER_NAME], { timeoutMs: 10_000 });
+      if (known.code === 0 && Deno.uid() === 0) {
+        await runCommand(["usermod", "--lock", USER_NAME], { timeoutMs: 10_000 });
+      }
+    })();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+
+  try {
+    const root = `${tmp}/root`;
+    await Deno.mkdir(`${root}/${FILES.uploadDir}`, { recursive: true });
+    await Deno.chmod(root, 0o755);
+    await Deno.chmod(`${root}/${FILES.uploadDir}`, 0o777);
+    log(`writing test files in ${root} ...`);
+    await writeDataFile(`${root}/${FILES.big}`, sizes.bigBytes);
+    await writeDataFile(`${root}/${FILES.small}`, FILES.smallBytes);
+    await writeDataFile(`${root}/${FILES.mid}`, FILES.midBytes);
+
+    // Machine limits, measured in the same run.
+    log("measuring machine limits ...");
+    const cacheRead = await pageCacheRead(`${root}/${FILES.big}`);
+    const diskRate = await diskWrite(tmp, sizes.bigBytes);
+    const loop = await iperf3(values.quick ? 2 : 5);
+
+    const entries: Entry[] = [];
+    const skipped: string[] = [];
+    let index = 0;
+    for (const server of servers) {
+      const dir = `${tmp}/${server.name}`;
+      await Deno.mkdir(dir);
+      log(`preparing ${server.name} ...`);
+      let prepared: Prepared | string;
+      try {
+        prepared = await server.prepare({ dir, root, user });
+      } catch (e) {
+        prepared = `prepare failed: ${(e as Error).message}`;
+      }
+      if (typeof prepared === "string") {
+        skipped.push(`- ${server.name}: skipped: ${prepared}`);
+        log(`${server.name}: skipped: ${prepared}`);
+        continue;
+      }
+      entries.push({
+        server,
+        prepared,
+        dir,
+        port: freePort(21100 + index),
+        pasvMin: 23000 + index * 400,
+        pasvMax: 23000 + index * 400 + 399,
+      });
+      index++;
+    }
+    if (entries.length === 0) throw new Error("no server could be prepared");
+
+    const results: Results = new Map(entries.map((e) => [e.server.name, new Map()]));
+    const errors: string[] = [];
+    const record = (name: string, key: string, v: number) => {
+      const m = results.get(name)!;
+      m.set(key, [...(m.get(key) ?? []), v]);
+    };
+    const startOf = (e: Entry) => (account: boolean): Promise<RunningServer> =>
+      e.server.start({
+        dir: e.dir,
+        root,
+        port: e.port,
+        pasvMin: e.pasvMin,
+        pasvMax: e.pasvMax,
+        user,
+        account,
+      });
+
+    for (let r = 0; r < rounds && !interrupted; r++) {
+      // Rotate the order each round: A B C, B C A, C A B, ...
+      const order = entries.map((_, i) => entries[(i + r) % entries.length]);
+      log(`round ${r + 1}/${rounds}: ${order.map((e) => e.server.name).join(" ")}`);
+      for (const w of workloads) {
+        for (const e of order) {
+          if (interrupted) break;
+          const name = e.server.name;
+          let server: RunningServer | null = null;
+          try {
+            if (!w.ownStart) server = await startOf(e)(true);
+            const figures = await w.run({
+              server,
+              startServer: startOf(e),
+              user,
+              root,
+              sizes,
+              tag: `${name}-${r}-${crypto.randomUUID().slice(0, 8)}`,
+            });
+            for (const [k, v] of Object.entries(figures)) record(name, `${w.id}.${k}`, v);
+            const shown = w.metrics(sizes).map((m) => `${m.key}=${fmt(figures[m.key], m.digits)}`);
+            log(`  ${w.id} ${w.title}: ${name}: ${shown.join(" ")}`);
+          } catch (err) {
+            const tail = server?.tail().trim().split("\n").slice(-5).join("\n    ") ?? "";
+            const msg = `round ${r + 1}, workload ${w.id}, ${name}: ${(err as Error).message}` +
+              (tail ? `\n    server output: ${tail}` : "");
+            errors.push(msg);
+            log(`  ERROR ${msg}`);
+          } finally {
+            await server?.stop();
+          }
+        }
+      }
+    }
+
+    const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1];
+    const kernel = (await Deno.readTextFile("/proc/sys/kernel/osrelease")).trim();
+    const report = [
+      `## pitifulnat benchmark (${values.quick ? "quick" : "full"}, ${rounds} rounds, medians)`,
+      "",
+      `Machine: ${navigator.hardwareConcurrency} cores (${cpu ?? "unknown CPU"}), ` +
+      `Linux ${kernel}. Client and server share these ${navigator.hardwareConcurrency} cores; ` +
+      "all traffic is on 127.0.0.1.",
+      "",
+      "Machine limits, same run:",
+      `- loopback TCP, iperf3 single stream: ${
+        typeof loop === "number" ? `${fmt(loop, 0)} MB/s` : loop
+      }`,
+      `- page-cache read of the ${
+        sizes.bigBytes >> 20
+      } MiB test file (Deno, 1 MiB reads): ${fmt(cacheRead, 0)} MB/s`,
+      `- disk write of ${sizes.bigBytes >> 20} MiB + fdatasync: ${fmt(diskRate, 0)} MB/s`,
+      "",
+      table(entries, results, workloads, sizes),
+      "",
+      `Ratios are to ${BASELINE}${
+        entries.some((e) => e.server.name === BASELINE) ? "" : " (not run: no ratios)"
+      }. MB = 10^6 bytes.`,
+      "",
+      "Servers:",
+      ...entries.map((e) =>
+        `- ${e.server.name} ${e.prepared.version}; passwords: ${e.prepared.passwordHash}`
+      ),
+      ...skipped,
+      ...(errors.length ? ["", "Errors:", ...errors.map((e) => `- ${e}`)] : []),
+    ].join("\n");
+    console.log(report);
+    if (values.json) {
+      const raw: Record<string, Record<string, number[]>> = {};
+      for (const [name, m] of results) raw[name] = Object.fromEntries(m);
+      await Deno.writeTextFile(
+        values.json,
+        JSON.stringify({ sizes, rounds, results: raw, errors }, null, 2) + "\n",
+      );
+    }
+    return errors.length ? 1 : 0;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    await cleanup();
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main());
+}
+

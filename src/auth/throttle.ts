@@ -1,0 +1,67 @@
+/**
+ * Login throttling per client address: too many failed logins from one
+ * address within a window ban that address for a while. Pure state with an
+ * injected clock; the server asks it before admitting a connection.
+ * @module
+ */
+
+/** Settings, from config.limits. */
+export interface ThrottleOptions {
+  maxFailures: number;
+  windowMs: number;
+  banMs: number;
+  now?: () => number;
+  /** Most addresses tracked at once; the oldest entries are dropped first. */
+  maxTracked?: number;
+}
+
+interface Entry {
+  failures: number[];
+  bannedUntil: number;
+}
+
+/** Tracks failed logins by address. */
+export class LoginThrottle {
+  #entries = new Map<string, Entry>();
+  #opts: Required<ThrottleOptions>;
+
+  constructor(options: ThrottleOptions) {
+    this.#opts = { now: Date.now, maxTracked: 10_000, ...options };
+  }
+
+  /** Milliseconds the address is still banned for; 0 when it is not. */
+  bannedFor(addr: string): number {
+    const e = this.#entries.get(addr);
+    if (!e) return 0;
+    const left = e.bannedUntil - this.#opts.now();
+    return left > 0 ? left : 0;
+  }
+
+  /** Records a failed login; returns true when this failure starts a ban. */
+  fail(addr: string): boolean {
+    const now = this.#opts.now();
+    let e = this.#entries.get(addr);
+    if (!e) {
+      if (this.#entries.size >= this.#opts.maxTracked) {
+        const oldest = this.#entries.keys().next().value;
+        if (oldest !== undefined) this.#entries.delete(oldest);
+      }
+      e = { failures: [], bannedUntil: 0 };
+      this.#entries.set(addr, e);
+    }
+    e.failures = e.failures.filter((t) => now - t < this.#opts.windowMs);
+    e.failures.push(now);
+    if (e.failures.length >= this.#opts.maxFailures && e.bannedUntil <= now) {
+      e.bannedUntil = now + this.#opts.banMs;
+      e.failures = [];
+      return true;
+    }
+    return false;
+  }
+
+  /** Forgets an address's failures after a successful login. */
+  succeed(addr: string): void {
+    const e = this.#entries.get(addr);
+    if (e && e.bannedUntil <= this.#opts.now()) this.#entries.delete(addr);
+  }
+}

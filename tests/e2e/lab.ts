@@ -1,0 +1,536 @@
+/**
+ * Test helpers for the NAT lab and the real-DNS tests: long-running child
+ * processes with captured output, a dnsmasq serving a hosts file, and a
+ * small internet of network namespaces (a client behind a masquerading
+ * router, a server behind a port-forwarding router, no FTP helper anywhere).
+ *
+ * Every process is started by this module, tracked by PID and stopped by
+ * PID; every namespace is created with a per-run prefix and deleted by name.
+ * @module
+ */
+import dgram from "node:dgram";
+import { run, type RunResult } from "../helpers/server.ts";
+
+/** Where the lab's tools are looked for besides `$PATH` (root's sbin may be missing from it). */
+const SBIN_DIRS = ["/usr/sbin", "/sbin", "/usr/local/sbin"];
+
+/** The absolute path of a program, or null when it is not installed. */
+export function findProgram(name: string): string | null {
+  const dirs = [...(Deno.env.get("PATH") ?? "").split(":").filter((d) => d !== ""), ...SBIN_DIRS];
+  for (const dir of dirs) {
+    try {
+      const info = Deno.statSync(`${dir}/${name}`);
+      if (info.isFile && ((info.mode ?? 0) & 0o111) !== 0) return `${dir}/${name}`;
+    } catch {
+      // Not in this directory.
+    }
+  }
+  return null;
+}
+
+/** True when this run must fail, not skip, on a missing prerequisite. */
+export function isCi(): boolean {
+  return Deno.env.get("CI") === "true";
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Runs a command and throws, with its output, when it exits non-zero. */
+export async function mustRun(
+  cmd: string,
+  args: string[],
+  options: { timeoutMs?: number } = {},
+): Promise<RunResult> {
+  const r = await run(cmd, args, { timeoutMs: options.timeoutMs ?? 15_000 });
+  if (r.code !== 0) {
+    throw new Error(`${cmd} ${args.join(" ")} exited ${r.code}:\n${r.stdout}${r.stderr}`);
+  }
+  return r;
+}
+
+/**
+ * A long-running child process whose stdout and stderr are collected into
+ * one text, so a test can wait for a log line and show the log on failure.
+ */
+export class Proc {
+  /** The child process (its PID is the program's: `ip netns exec` execs in place). */
+  readonly child: Deno.ChildProcess;
+  /** What the command was, for messages. */
+  readonly label: string;
+  #output = "";
+  #exit: Deno.CommandStatus | null = null;
+  readonly #pumps: Promise<void>;
+  readonly #status: Promise<Deno.CommandStatus>;
+
+  constructor(cmd: string, args: string[], options: { cwd?: string } = {}) {
+    this.label = [cmd, ...args].join(" ");
+    this.child = new Deno.Command(cmd, {
+      args,
+      cwd: options.cwd,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#pumps = Promise.all([this.#pump(this.child.stdout), this.#pump(this.child.stderr)])
+      .then(() => {});
+    this.#status = this.child.status.then((s) => this.#exit = s);
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const dec = new TextDecoder();
+    for await (const chunk of stream) this.#output += dec.decode(chunk, { stream: true });
+  }
+
+  /** The PID. */
+  get pid(): number {
+    return this.child.pid;
+  }
+
+  /** Everything the process printed so far. */
+  get output(): string {
+    return this.#output;
+  }
+
+  /** The exit status, or null while it runs. */
+  get exited(): Deno.CommandStatus | null {
+    return this.#exit;
+  }
+
+  /**
+   * Waits until the output matches `pattern` (checked every 50 ms, at most
+   * `timeoutMs`). Throws, with the output so far, on timeout or exit.
+   */
+  async waitFor(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      const m = this.#output.match(pattern);
+      if (m) return m;
+      if (this.#exit !== null) {
+        throw new Error(
+          `${this.label} exited (${this.#exit.code}) before printing ${pattern}:\n${this.#output}`,
+        );
+      }
+      if (Date.now() >= deadline) {
+        throw new Error(
+          `${this.label}: no ${pattern} within ${timeoutMs} ms; output:\n${this.#output}`,
+        );
+      }
+      await sleep(50);
+    }
+  }
+
+  /** Sends a signal; ignored when the process has already exited. */
+  signal(sig: Deno.Signal): void {
+    if (this.#exit !== null) return;
+    try {
+      this.child.kill(sig);
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+
+  /**
+   * Stops the process: `signal` (default SIGTERM), then SIGKILL after
+   * `graceMs`. Resolves once it has exited and its output is read.
+   */
+  async stop(sig: Deno.Signal = "SIGTERM", graceMs = 5_000): Promise<Deno.CommandStatus> {
+    this.signal(sig);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) =>
+      timer = setTimeout(() => resolve("late"), graceMs)
+    );
+    const first = await Promise.race([this.#status, late]);
+    clearTimeout(timer);
+    if (first === "late") this.signal("SIGKILL");
+    const status = await this.#status;
+    await this.#pumps;
+    return status;
+  }
+}
+
+/** A running dnsmasq that answers from one hosts file. */
+export interface Dnsmasq {
+  /** The process (PID, log). */
+  proc: Proc;
+  /** The hosts file it serves. */
+  hostsFile: string;
+  /** Rewrites the hosts file and makes dnsmasq re-read it (SIGHUP). */
+  setHosts(text: string): Promise<void>;
+  /** Kills it (by PID) and waits for it to exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts dnsmasq in the foreground as an authoritative-only server for the
+ * names in `hostsFile` (no upstream, no /etc/hosts, no config file), on
+ * `listen:port`, optionally inside a network namespace. Resolves once it
+ * reports it has started (its sockets are bound by then).
+ */
+export async function startDnsmasq(
+  options: { listen: string; port: number; hostsFile: string; netns?: string },
+): Promise<Dnsmasq> {
+  const dnsmasq = findProgram("dnsmasq");
+  if (dnsmasq === null) throw new Error("dnsmasq is not installed");
+  const args = [
+    "--keep-in-foreground",
+    `--port=${options.port}`,
+    `--listen-address=${options.listen}`,
+    "--bind-interfaces",
+    "--no-resolv",
+    "--no-hosts",
+    `--addn-hosts=${options.hostsFile}`,
+    "--pid-file=",
+    "--conf-file=/dev/null",
+    "--user=root",
+    "--log-facility=-",
+  ];
+  const proc = options.netns === undefined
+    ? new Proc(dnsmasq, args)
+    : new Proc("ip", ["netns", "exec", options.netns, dnsmasq, ...args]);
+  try {
+    // Logged once the sockets are bound and the hosts file is loaded.
+    await proc.waitFor(new RegExp(`read ${escapeRegExp(options.hostsFile)}`), 5_000);
+  } catch (e) {
+    await proc.stop("SIGKILL");
+    throw e;
+  }
+  return {
+    proc,
+    hostsFile: options.hostsFile,
+    async setHosts(text: string) {
+      // dnsmasq logs each re-read; waiting for the next one makes the change certain.
+      const before = proc.output.split("read " + options.hostsFile).length;
+      await Deno.writeTextFile(options.hostsFile, text);
+      proc.signal("SIGHUP");
+      const deadline = Date.now() + 5_000;
+      while (proc.output.split("read " + options.hostsFile).length <= before) {
+        if (Date.now() > deadline) throw new Error(`dnsmasq did not re-read ${options.hostsFile}`);
+        await sleep(20);
+      }
+    },
+    async stop() {
+      await proc.stop("SIGTERM", 3_000);
+    },
+  };
+}
+
+function udpPortFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = dgram.createSocket("udp4");
+    sock.once("error", () => {
+      sock.close();
+      resolve(false);
+    });
+    sock.bind(port, "127.0.0.1", () => sock.close(() => resolve(true)));
+  });
+}
+
+/** A free port on 127.0.0.1 for both TCP and UDP (a DNS server listens on both). */
+export async function freeLoopbackPort(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    l.close();
+    if (await udpPortFree(port)) return port;
+  }
+  throw new Error("no free loopback port found in 50 tries");
+}
+
+function namespaceExists(name: string): boolean {
+  try {
+    Deno.statSync(`/run/netns/${name}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The lab's addresses (documentation ranges for the "internet", RFC 5737). */
+export const ADDR = {
+  cli: "192.168.10.2",
+  cliRouterLan: "192.168.10.1",
+  cliRouterWan: "198.51.100.10",
+  inet: "198.51.100.1",
+  srvRouterWan: "198.51.100.20",
+  srvRouterWanNew: "198.51.100.21",
+  srvRouterLan: "10.0.0.1",
+  srv: "10.0.0.2",
+  lan: "10.0.0.3",
+} as const;
+
+/** The FTP control port and passive range the server router forwards. */
+export const FORWARD = { control: 2121, min: 50000, max: 50020 } as const;
+
+/** The lab's namespaces by role. */
+export type Role = "cli" | "crt" | "inet" | "srt" | "srv" | "lan";
+
+const ROLES: readonly Role[] = ["cli", "crt", "inet", "srt", "srv", "lan"];
+
+/**
+ * Missing prerequisites of the NAT lab (empty when it can run): root, the
+ * tools, and the right to create a network namespace.
+ */
+export async function labPrerequisites(): Promise<string[]> {
+  const missing: string[] = [];
+  if (Deno.build.os !== "linux") return ["Linux"];
+  if (Deno.uid() !== 0) missing.push("root");
+  for (const tool of ["ip", "nft", "dnsmasq", "curl", "lftp", "python3"]) {
+    if (findProgram(tool) === null) missing.push(tool);
+  }
+  if (missing.length === 0) {
+    const probe = `pn${Deno.pid}-probe`;
+    const r = await run("ip", ["netns", "add", probe], { timeoutMs: 5_000 });
+    if (r.code !== 0) missing.push(`network namespaces (ip netns add: ${r.stderr.trim()})`);
+    else await run("ip", ["netns", "del", probe], { timeoutMs: 5_000 });
+  }
+  return missing;
+}
+
+/**
+ * The NAT lab: six namespaces wired as a tiny internet.
+ *
+ * ```
+ * cli 192.168.10.2 ── crt (masquerade) 198.51.100.10 ─┐
+ *                                                      inet bridge 198.51.100.1 (dnsmasq)
+ * srv 10.0.0.2 ─┬─ srt 10.0.0.1 (DNAT 2121, 50000-50020) 198.51.100.20 ─┘
+ * lan 10.0.0.3 ─┘
+ * ```
+ *
+ * Neither router has an FTP helper: nothing rewrites `227` or `PORT`.
+ */
+export class NatLab {
+  /** Namespace names by role (unique per run). */
+  readonly ns: Record<Role, string>;
+  readonly #created: string[] = [];
+  readonly #procs: Proc[] = [];
+  readonly #dir: string;
+
+  private constructor(dir: string) {
+    const prefix = `pn${Deno.pid}-`;
+    this.ns = Object.fromEntries(ROLES.map((r) => [r, prefix + r])) as Record<Role, string>;
+    this.#dir = dir;
+  }
+
+  /** Builds the lab; on failure removes whatever was made and rethrows. */
+  static async create(): Promise<NatLab> {
+    const lab = new NatLab(await Deno.makeTempDir({ prefix: "pn-lab-" }));
+    try {
+      await lab.#build();
+    } catch (e) {
+      await lab.close();
+      throw e;
+    }
+    return lab;
+  }
+
+  /** `ip -n <ns> args...`, checked. */
+  ip(role: Role, ...args: string[]): Promise<RunResult> {
+    return mustRun("ip", ["-n", this.ns[role], ...args]);
+  }
+
+  /** Runs a program inside a namespace with a time limit (not checked). */
+  exec(role: Role, cmd: string, args: string[], timeoutMs = 30_000): Promise<RunResult> {
+    return run("ip", ["netns", "exec", this.ns[role], cmd, ...args], { timeoutMs });
+  }
+
+  /** Starts a long-running program inside a namespace; {@linkcode NatLab.close} stops it. */
+  spawn(role: Role, cmd: string, args: string[], options: { cwd?: string } = {}): Proc {
+    const p = new Proc("ip", ["netns", "exec", this.ns[role], cmd, ...args], options);
+    this.#procs.push(p);
+    return p;
+  }
+
+  /** Gives the server router's WAN a new address (as an ISP does); DNAT keeps working. */
+  async renumberServerWan(from: string, to: string): Promise<void> {
+    await this.ip("srt", "addr", "del", `${from}/24`, "dev", "wan");
+    await this.ip("srt", "addr", "add", `${to}/24`, "dev", "wan");
+  }
+
+  async #nft(role: Role, rules: string): Promise<void> {
+    const file = `${this.#dir}/${role}.nft`;
+    await Deno.writeTextFile(file, rules);
+    await mustRun("ip", ["netns", "exec", this.ns[role], "nft", "-f", file]);
+  }
+
+  async #sysctlForward(role: Role): Promise<void> {
+    await mustRun("ip", [
+      "netns",
+      "exec",
+      this.ns[role],
+      "sh",
+      "-c",
+      "echo 1 > /proc/sys/net/ipv4/ip_forward",
+    ]);
+  }
+
+  async #build(): Promise<void> {
+    for (const role of ROLES) {
+      // A namespace left by an earlier run of the same PID would make `add` fail.
+      await run("ip", ["netns", "del", this.ns[role]], { timeoutMs: 5_000 });
+      await mustRun("ip", ["netns", "add", this.ns[role]]);
+      this.#created.push(this.ns[role]);
+      await this.ip(role, "link", "set", "lo", "up");
+    }
+    const ns = this.ns;
+    // The internet: one bridge, with the DNS server's address on it.
+    await this.ip("inet", "link", "add", "br0", "type", "bridge");
+    await this.ip("inet", "addr", "add", `${ADDR.inet}/24`, "dev", "br0");
+    await this.ip("inet", "link", "set", "br0", "up");
+    for (const router of ["crt", "srt"] as const) {
+      await this.ip(
+        router,
+        "link",
+        "add",
+        "wan",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        `to-${router}`,
+        "netns",
+        ns.inet,
+      );
+      await this.ip("inet", "link", "set", `to-${router}`, "master", "br0", "up");
+    }
+    // The client's home: cli behind crt.
+    await this.ip(
+      "cli",
+      "link",
+      "add",
+      "eth0",
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "lan",
+      "netns",
+      ns.crt,
+    );
+    await this.ip("cli", "addr", "add", `${ADDR.cli}/24`, "dev", "eth0");
+    await this.ip("cli", "link", "set", "eth0", "up");
+    await this.ip("cli", "route", "add", "default", "via", ADDR.cliRouterLan);
+    await this.ip("crt", "addr", "add", `${ADDR.cliRouterLan}/24`, "dev", "lan");
+    await this.ip("crt", "addr", "add", `${ADDR.cliRouterWan}/24`, "dev", "wan");
+    await this.ip("crt", "link", "set", "lan", "up");
+    await this.ip("crt", "link", "set", "wan", "up");
+    await this.ip("crt", "route", "add", "default", "via", ADDR.inet);
+    // The server's home: srv and lan on a bridge in srt.
+    await this.ip("srt", "link", "add", "br-lan", "type", "bridge");
+    await this.ip("srt", "addr", "add", `${ADDR.srvRouterLan}/24`, "dev", "br-lan");
+    await this.ip("srt", "link", "set", "br-lan", "up");
+    await this.ip("srt", "addr", "add", `${ADDR.srvRouterWan}/24`, "dev", "wan");
+    await this.ip("srt", "link", "set", "wan", "up");
+    await this.ip("srt", "route", "add", "default", "via", ADDR.inet);
+    for (const host of ["srv", "lan"] as const) {
+      await this.ip(
+        host,
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        `p-${host}`,
+        "netns",
+        ns.srt,
+      );
+      await this.ip("srt", "link", "set", `p-${host}`, "master", "br-lan", "up");
+      await this.ip(host, "addr", "add", `${ADDR[host]}/24`, "dev", "eth0");
+      await this.ip(host, "link", "set", "eth0", "up");
+      await this.ip(host, "route", "add", "default", "via", ADDR.srvRouterLan);
+    }
+    await this.#sysctlForward("crt");
+    await this.#sysctlForward("srt");
+    // With forwarding on, "the internet" answers a packet for a private address
+    // it has no route to with ICMP unreachable (a quick failure, not a timeout).
+    await this.#sysctlForward("inet");
+    // NAT with no FTP helper: no `ct helper` anywhere, so 227/PORT pass unchanged.
+    await this.#nft(
+      "crt",
+      `table ip pitifulnat_lab {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan" masquerade
+  }
+}
+`,
+    );
+    await this.#nft(
+      "srt",
+      `table ip pitifulnat_lab {
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname "wan" tcp dport { ${FORWARD.control}, ${FORWARD.min}-${FORWARD.max} } dnat to ${ADDR.srv}
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan" masquerade
+  }
+}
+`,
+    );
+  }
+
+  /** The nftables rules of every router, for asserting what the lab does. */
+  async rulesets(): Promise<string> {
+    const out: string[] = [];
+    for (const role of ["crt", "srt"] as const) {
+      const r = await mustRun("ip", ["netns", "exec", this.ns[role], "nft", "list", "ruleset"]);
+      out.push(r.stdout);
+    }
+    return out.join("\n");
+  }
+
+  /**
+   * Stops every process the lab started (by PID), kills anything still
+   * inside the lab's namespaces (only this lab's processes can be there),
+   * and deletes the namespaces by name. Never throws.
+   */
+  async close(): Promise<void> {
+    for (const p of this.#procs.splice(0)) {
+      try {
+        await p.stop("SIGTERM", 3_000);
+      } catch {
+        // Keep cleaning up.
+      }
+    }
+    for (const name of this.#created) {
+      const r = await run("ip", ["netns", "pids", name], { timeoutMs: 5_000 }).catch(() => null);
+      for (const pid of (r?.stdout ?? "").split(/\s+/).filter((t) => /^\d+$/.test(t))) {
+        try {
+          Deno.kill(Number(pid), "SIGKILL");
+        } catch {
+          // Gone already.
+        }
+      }
+    }
+    for (const name of this.#created.splice(0).reverse()) {
+      // Deleting can fail for a moment (busy) while killed processes exit: retry, bounded.
+      let error = "";
+      for (let attempt = 0; attempt < 10; attempt++) {
+        const r = await run("ip", ["netns", "del", name], { timeoutMs: 5_000 }).catch((e) => ({
+          code: -1,
+          stdout: "",
+          stderr: String(e),
+        }));
+        if (!namespaceExists(name)) {
+          error = "";
+          break;
+        }
+        error = r.stderr.trim();
+        await sleep(100);
+      }
+      if (error !== "" || namespaceExists(name)) {
+        console.warn(`NAT lab: could not delete network namespace ${name}: ${error}`);
+      }
+    }
+    await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
+  }
+}

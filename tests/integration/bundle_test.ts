@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import denoJson from "../../deno.json" with { type: "json" };
+import { permissionFlags, ROOT } from "../../scripts/compile_all.ts";
+import { makeServeSetup, startInBackground } from "../helpers/program.ts";
+import { run } from "../helpers/server.ts";
+
+/**
+ * `deno run` of the bundle alone, with the compiled executable's permissions
+ * and no deno.json, as if it were the only file on the machine.
+ */
+function runArgs(...args: string[]): string[] {
+  return ["run", "--no-prompt", "--no-config", ...permissionFlags(), "bundle.js", ...args];
+}
+
+Deno.test("deno bundle: one file runs from an empty directory and serves a real download", async () => {
+  const work = await Deno.makeTempDir({ prefix: "pn-bundle-" });
+  try {
+    const built = `${work}/build/pitifulnat.js`;
+    const bundled = await run(Deno.execPath(), ["bundle", "--output", built, "main.ts"], {
+      cwd: ROOT,
+      timeoutMs: 120_000,
+    });
+    assert.equal(bundled.code, 0, bundled.stderr);
+    const text = await Deno.readTextFile(built);
+    // Every import left in the bundle is a runtime built-in: nothing is
+    // loaded from the source tree or a package cache at run time.
+    const imports = [...text.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]);
+    assert.ok(imports.length > 0, "the bundle imports node: built-ins");
+    assert.deepEqual(imports.filter((specifier) => !specifier.startsWith("node:")), []);
+    assert.ok(!text.includes(ROOT), "the bundle names no path of the source tree");
+
+    const empty = `${work}/empty`;
+    await Deno.mkdir(empty);
+    await Deno.copyFile(built, `${empty}/bundle.js`);
+
+    const version = await run(Deno.execPath(), runArgs("--version"), { cwd: empty });
+    assert.equal(version.code, 0, version.stderr);
+    assert.match(
+      version.stdout,
+      new RegExp(`^pitifulnat ${denoJson.version.replaceAll(".", "\\.")} `),
+    );
+
+    const setup = await makeServeSetup();
+    try {
+      const server = await startInBackground(
+        Deno.execPath(),
+        runArgs("serve", "--config", setup.config),
+        { cwd: empty, port: setup.port },
+      );
+      let stopped;
+      try {
+        const got = await run("curl", [
+          "-sS",
+          "--max-time",
+          "20",
+          `ftp://127.0.0.1:${setup.port}/${setup.fileName}`,
+        ]);
+        assert.equal(got.code, 0, got.stderr);
+        assert.equal(got.stdout, setup.content);
+      } finally {
+        stopped = await server.stop();
+      }
+      assert.equal(stopped.code, 0, `exit code after SIGTERM:\n${stopped.stderr}`);
+      const log = await Deno.readTextFile(setup.logFile);
+      assert.match(
+        log,
+        new RegExp(
+          `transfer user=anonymous dir=out path=/${setup.fileName} ` +
+            `bytes=${setup.content.length} seconds=\\S+ rate=\\S+ result=ok`,
+        ),
+      );
+      assert.match(log, /SIGTERM: stopping/);
+      assert.deepEqual([...Deno.readDirSync(empty)].map((entry) => entry.name), ["bundle.js"]);
+    } finally {
+      await Deno.remove(setup.dir, { recursive: true });
+    }
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});

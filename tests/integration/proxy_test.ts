@@ -1,0 +1,545 @@
+/**
+ * `pitifulnat proxy` in front of a real vsftpd on loopback, driven by real
+ * clients (curl, Python's ftplib) and by exact protocol exchanges.
+ *
+ * vsftpd runs in the foreground with a config the test writes
+ * (run_as_launching_user, so it needs no system users or chroot) and is
+ * stopped by its PID.
+ */
+import assert from "node:assert/strict";
+import { configSchema } from "../../src/config/schema.ts";
+import type { Config } from "../../src/config/schema.ts";
+import { parsePasvReply } from "../../src/ftp/codec.ts";
+import { PublicAddress } from "../../src/nat/public_address.ts";
+import { ProxyServer } from "../../src/proxy/server.ts";
+import { freePort, startInBackground } from "../helpers/program.ts";
+import { RawClient, type Reply } from "../helpers/raw.ts";
+import { run, sha256File, writeRandomFile } from "../helpers/server.ts";
+
+const VSFTPD = "/usr/sbin/vsftpd";
+const PASSIVE_MIN = 42000;
+const PASSIVE_MAX = 42199;
+/** A banner whose middle line looks like a reply end: it must pass unchanged. */
+const BANNER_LINES = ["Welcome to the upstream", "220 this line starts with digits", "last"];
+
+interface Vsftpd {
+  port: number;
+  /** The anonymous root (readable and writable). */
+  root: string;
+  /** The greeting exactly as vsftpd sends it. */
+  greeting: string;
+  close(): Promise<void>;
+}
+
+/** Starts vsftpd on a free loopback port with anonymous read/write in a temp dir. */
+async function startVsftpd(): Promise<Vsftpd> {
+  const dir = await Deno.makeTempDir({ prefix: "pn-vsftpd-" });
+  const root = `${dir}/root`;
+  await Deno.mkdir(root);
+  await Deno.mkdir(`${dir}/empty`);
+  await Deno.writeTextFile(`${dir}/banner`, BANNER_LINES.join("\n") + "\n");
+  const port = freePort();
+  await Deno.writeTextFile(
+    `${dir}/vsftpd.conf`,
+    [
+      "listen=YES",
+      "listen_ipv6=NO",
+      "background=NO",
+      "listen_address=127.0.0.1",
+      `listen_port=${port}`,
+      "anonymous_enable=YES",
+      "no_anon_password=YES",
+      `anon_root=${root}`,
+      "anon_upload_enable=YES",
+      "write_enable=YES",
+      "anon_mkdir_write_enable=YES",
+      "anon_other_write_enable=YES",
+      "anon_world_readable_only=NO",
+      "anon_umask=022",
+      "seccomp_sandbox=NO",
+      // Runs as whoever starts it, with no chroot: the test needs no system
+      // users and works without root. Clients see the real path in PWD.
+      "run_as_launching_user=YES",
+      "local_enable=NO",
+      "check_shell=NO",
+      `secure_chroot_dir=${dir}/empty`,
+      `banner_file=${dir}/banner`,
+      "",
+    ].join("\n"),
+  );
+  const bg = await startInBackground(VSFTPD, [`${dir}/vsftpd.conf`], { cwd: dir, port });
+  const greeting = await rawGreeting(port);
+  return {
+    port,
+    root,
+    greeting,
+    async close() {
+      await bg.stop();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** Connects and reads the greeting bytes until its last line, as text. */
+async function rawGreeting(port: number): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    let text = "";
+    const buf = new Uint8Array(4096);
+    const deadline = Date.now() + 5000;
+    while (!/(^|\n)\d{3} [^\n]*\r\n$/.test(text) && Date.now() < deadline) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    return text;
+  } finally {
+    conn.close();
+  }
+}
+
+interface Proxy {
+  proxy: ProxyServer;
+  port: number;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Starts an in-process proxy on a free loopback port in front of `upstreamPort`. */
+function startProxy(
+  upstreamPort: number,
+  options: { tweak?: (c: Config) => void; publicAddress?: PublicAddress } = {},
+): Proxy {
+  const config = configSchema.parse({
+    listen: { address: "127.0.0.1", port: 2121 },
+    passive: { min_port: PASSIVE_MIN, max_port: PASSIVE_MAX },
+    log: { level: "error" },
+    limits: { data_timeout_seconds: 10 },
+    proxy: { upstream: { host: "127.0.0.1", port: upstreamPort }, connect_timeout_seconds: 1 },
+  });
+  config.listen.port = 0;
+  options.tweak?.(config);
+  const proxy = new ProxyServer(config, { publicAddress: options.publicAddress ?? null });
+  const port = proxy.listen().port;
+  return {
+    proxy,
+    port,
+    url: `ftp://127.0.0.1:${port}`,
+    close: () => proxy.close(),
+  };
+}
+
+/** Waits (bounded) until the proxy has no session left. */
+async function sessionsDrained(proxy: ProxyServer, timeoutMs = 5000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proxy.sessions.size === 0) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return proxy.sessions.size === 0;
+}
+
+async function curl(args: string[]): Promise<string> {
+  const r = await run("curl", ["-sS", "--max-time", "30", ...args], { timeoutMs: 40_000 });
+  assert.equal(r.code, 0, `curl ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Runs a Python ftplib script against the proxy; it prints one JSON object. */
+async function python(port: number, body: string): Promise<Record<string, unknown>> {
+  const script = `
+import ftplib, io, json, sys
+ftp = ftplib.FTP()
+ftp.connect("127.0.0.1", int(sys.argv[1]), timeout=20)
+ftp.login()
+out = {}
+${body}
+print(json.dumps(out))
+`;
+  const r = await run("python3", ["-c", script, String(port)], { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+/** Opens a passive data connection through the proxy with EPSV. */
+async function epsvData(c: RawClient): Promise<Deno.TcpConn> {
+  const r = await c.cmd("EPSV");
+  assert.equal(r.code, 229, r.text);
+  const dataPort = Number(/\(\|\|\|(\d+)\|\)/.exec(r.text)![1]);
+  assert.ok(dataPort >= PASSIVE_MIN && dataPort <= PASSIVE_MAX, `port ${dataPort} in range`);
+  return await Deno.connect({ hostname: "127.0.0.1", port: dataPort });
+}
+
+/** Reads a connection to its end (bounded by `timeoutMs`); returns the bytes count. */
+async function drain(conn: Deno.Conn, timeoutMs = 10_000): Promise<number> {
+  const buf = new Uint8Array(1 << 16);
+  let total = 0;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    total += n;
+  }
+  return total;
+}
+
+Deno.test("proxy in front of vsftpd: real clients, both modes, both directions", async (t) => {
+  const up = await startVsftpd();
+  const px = startProxy(up.port);
+  const work = await Deno.makeTempDir({ prefix: "pn-proxy-work-" });
+  try {
+    await Deno.writeTextFile(`${up.root}/hello.txt`, "hello through the proxy\n");
+
+    await t.step("the upstream's multi-line banner passes byte for byte", async () => {
+      assert.match(up.greeting, /^220-Welcome to the upstream\r\n220-220 this line/);
+      assert.equal(await rawGreeting(px.port), up.greeting);
+    });
+
+    await t.step("curl: PASV, EPSV, EPRT and PORT downloads", async () => {
+      const url = `${px.url}/hello.txt`;
+      assert.equal(await curl(["--disable-epsv", url]), "hello through the proxy\n");
+      assert.equal(await curl([url]), "hello through the proxy\n");
+      assert.equal(await curl(["-P", "127.0.0.1", url]), "hello through the proxy\n");
+      assert.equal(
+        await curl(["-P", "127.0.0.1", "--disable-eprt", url]),
+        "hello through the proxy\n",
+      );
+    });
+
+    await t.step("curl: listing and uploads in each mode land on the upstream", async () => {
+      await Deno.writeTextFile(`${work}/up.txt`, "uploaded\n");
+      await curl(["--disable-epsv", "-T", `${work}/up.txt`, `${px.url}/up-pasv.txt`]);
+      await curl(["-T", `${work}/up.txt`, `${px.url}/up-epsv.txt`]);
+      await curl(["-P", "127.0.0.1", "-T", `${work}/up.txt`, `${px.url}/up-active.txt`]);
+      for (const name of ["up-pasv.txt", "up-epsv.txt", "up-active.txt"]) {
+        assert.equal(await Deno.readTextFile(`${up.root}/${name}`), "uploaded\n", name);
+      }
+      const listing = await curl(["--list-only", `${px.url}/`]);
+      assert.deepEqual(
+        listing.trim().split(/\r?\n/).sort(),
+        ["hello.txt", "up-active.txt", "up-epsv.txt", "up-pasv.txt"],
+      );
+      const long = await curl([`${px.url}/`]);
+      assert.match(long, /^-rw-r--r-- .* hello\.txt\r?$/m);
+    });
+
+    await t.step("a 50 MB file each way arrives intact (sha256)", async () => {
+      const size = 50 * 1024 * 1024;
+      await writeRandomFile(`${up.root}/big.bin`, size, 7);
+      await writeRandomFile(`${work}/big-up.bin`, size, 8);
+      await curl(["-o", `${work}/big-down.bin`, `${px.url}/big.bin`]);
+      await curl(["-T", `${work}/big-up.bin`, `${px.url}/big-up.bin`]);
+      assert.equal(
+        await sha256File(`${work}/big-down.bin`),
+        await sha256File(`${up.root}/big.bin`),
+      );
+      assert.equal(
+        await sha256File(`${up.root}/big-up.bin`),
+        await sha256File(`${work}/big-up.bin`),
+      );
+      assert.equal(px.proxy.stats.bytesOut >= size, true);
+      assert.equal(px.proxy.stats.bytesIn >= size, true);
+    });
+
+    await t.step("ftplib: listing, REST resume, ABOR mid-transfer then NOOP", async () => {
+      const out = await python(
+        px.port,
+        `
+out["nlst"] = sorted(ftp.nlst())
+lines = []
+ftp.retrlines("LIST", lines.append)
+out["list"] = len(lines)
+buf = io.BytesIO()
+ftp.retrbinary("RETR hello.txt", buf.write, rest=6)
+out["rest"] = buf.getvalue().decode()
+ftp.voidcmd("TYPE I")
+conn = ftp.transfercmd("RETR big.bin")
+got = 0
+while got < 1_000_000:
+    chunk = conn.recv(65536)
+    if not chunk:
+        break
+    got += len(chunk)
+out["got"] = got
+replies = [ftp.abort()]
+if replies[0].startswith("426"):
+    replies.append(ftp.getresp())
+conn.close()
+out["abort"] = replies
+out["noop"] = ftp.voidcmd("NOOP")
+ftp.set_pasv(False)
+buf = io.BytesIO()
+ftp.retrbinary("RETR hello.txt", buf.write)
+out["active"] = buf.getvalue().decode()
+ftp.quit()
+`,
+      );
+      assert.ok((out.nlst as string[]).includes("hello.txt"), String(out.nlst));
+      assert.equal(out.list, (out.nlst as string[]).length);
+      assert.equal(out.rest, "through the proxy\n");
+      assert.ok((out.got as number) >= 1_000_000);
+      const codes = (out.abort as string[]).map((r) => r.slice(0, 3));
+      // vsftpd (no async ABOR) ends the transfer with 426, then answers the ABOR.
+      assert.deepEqual(codes, ["426", "225"], String(out.abort));
+      assert.equal(out.noop, "200 NOOP ok.");
+      assert.equal(out.active, "hello through the proxy\n");
+    });
+
+    await t.step("AUTH TLS is refused with a clear 502; the session goes on", async () => {
+      const [c] = await RawClient.connect("127.0.0.1", px.port);
+      try {
+        const r = await c.cmd("AUTH TLS");
+        assert.equal(r.code, 502);
+        assert.match(r.text, /cannot read an encrypted/);
+        assert.equal((await c.cmd("USER anonymous")).code, 230);
+        assert.equal((await c.cmd("NOOP")).code, 200);
+      } finally {
+        c.close();
+      }
+    });
+
+    await t.step("sessions are isolated: parallel transfers each get their own bytes", async () => {
+      await writeRandomFile(`${up.root}/a.bin`, 3_000_000, 11);
+      await writeRandomFile(`${up.root}/b.bin`, 3_000_000, 12);
+      await writeRandomFile(`${work}/c.bin`, 3_000_000, 13);
+      await Promise.all([
+        curl(["-o", `${work}/a.bin`, `${px.url}/a.bin`]),
+        curl(["--disable-epsv", "-o", `${work}/b.bin`, `${px.url}/b.bin`]),
+        curl(["-P", "127.0.0.1", "-T", `${work}/c.bin`, `${px.url}/c.bin`]),
+      ]);
+      assert.equal(await sha256File(`${work}/a.bin`), await sha256File(`${up.root}/a.bin`));
+      assert.equal(await sha256File(`${work}/b.bin`), await sha256File(`${up.root}/b.bin`));
+      assert.equal(await sha256File(`${up.root}/c.bin`), await sha256File(`${work}/c.bin`));
+    });
+
+    await t.step(
+      "a client that vanishes mid-download: cleaned up, next session works",
+      async () => {
+        const [c] = await RawClient.connect("127.0.0.1", px.port);
+        await c.login("anonymous", "x");
+        assert.equal((await c.cmd("TYPE I")).code, 200);
+        const data = await epsvData(c);
+        const r = await c.cmd("RETR big.bin");
+        assert.equal(r.code, 150, r.text);
+        const buf = new Uint8Array(65536);
+        assert.ok((await data.read(buf)) !== null);
+        assert.equal(px.proxy.sessions.size, 1);
+        data.close();
+        c.close();
+        assert.ok(await sessionsDrained(px.proxy), "the session ended");
+        assert.equal(await curl([`${px.url}/hello.txt`]), "hello through the proxy\n");
+      },
+    );
+
+    await t.step("a client that vanishes mid-upload: cleaned up, next session works", async () => {
+      const [c] = await RawClient.connect("127.0.0.1", px.port);
+      await c.login("anonymous", "x");
+      const data = await epsvData(c);
+      const r = await c.cmd("STOR partial.bin");
+      assert.equal(r.code, 150, r.text);
+      await data.write(new Uint8Array(200_000));
+      data.close();
+      c.close();
+      assert.ok(await sessionsDrained(px.proxy), "the session ended");
+      assert.equal(await curl([`${px.url}/hello.txt`]), "hello through the proxy\n");
+    });
+
+    await t.step("the client's data connection closing early turns 226 into 426", async () => {
+      const [c] = await RawClient.connect("127.0.0.1", px.port);
+      try {
+        await c.login("anonymous", "x");
+        assert.equal((await c.cmd("TYPE I")).code, 200);
+        const data = await epsvData(c);
+        assert.equal((await c.cmd("RETR big.bin")).code, 150);
+        data.close();
+        const end: Reply = await c.read(15_000);
+        assert.equal(end.code, 426, end.text);
+        assert.equal((await c.cmd("NOOP")).code, 200);
+      } finally {
+        c.close();
+      }
+      assert.ok(await sessionsDrained(px.proxy));
+    });
+  } finally {
+    await px.close();
+    await up.close();
+    await Deno.remove(work, { recursive: true });
+  }
+});
+
+Deno.test("proxy: PASV announces the configured address and a port of the range", async () => {
+  const up = await startVsftpd();
+  const publicAddress = new PublicAddress({ address: "203.0.113.7" });
+  await publicAddress.start();
+  // No LAN networks: the loopback client counts as remote.
+  const px = startProxy(up.port, { publicAddress, tweak: (c) => c.lan_networks = [] });
+  try {
+    const [direct] = await RawClient.connect("127.0.0.1", up.port);
+    const [c] = await RawClient.connect("127.0.0.1", px.port);
+    try {
+      await direct.login("anonymous", "x");
+      await c.login("anonymous", "x");
+      const own = parsePasvReply((await direct.cmd("PASV")).text);
+      assert.equal(own?.host, "127.0.0.1", "vsftpd itself announces its local address");
+      const r = await c.cmd("PASV");
+      assert.equal(r.code, 227, r.text);
+      const told = parsePasvReply(r.text)!;
+      assert.equal(told.host, "203.0.113.7");
+      assert.ok(told.port >= PASSIVE_MIN && told.port <= PASSIVE_MAX, `port ${told.port}`);
+      // PORT with a LAN address: the proxy takes only the port and answers itself.
+      const p = await c.cmd("PORT 192,168,1,50,200,10");
+      assert.equal(p.code, 200, p.text);
+      assert.match(p.text, /PORT command successful/);
+      assert.equal((await c.cmd("PORT 192,168,1,50,0,21")).code, 504, "privileged port refused");
+      assert.equal((await c.cmd("LPSV")).code, 502);
+    } finally {
+      direct.close();
+      c.close();
+    }
+  } finally {
+    await px.close();
+    publicAddress.stop();
+    await up.close();
+  }
+});
+
+Deno.test("proxy: an upstream that is down gets the client a 421, not a hang", async () => {
+  const downPort = freePort();
+  const px = startProxy(downPort);
+  try {
+    const started = Date.now();
+    const [c, greeting] = await RawClient.connect("127.0.0.1", px.port);
+    try {
+      assert.equal(greeting.code, 421, greeting.text);
+      assert.match(greeting.text, /cannot be reached/);
+      assert.ok(await c.closedWithin(2000), "the proxy closes the connection");
+      assert.ok(Date.now() - started < 2000);
+    } finally {
+      c.close();
+    }
+    assert.ok(await sessionsDrained(px.proxy));
+  } finally {
+    await px.close();
+  }
+});
+
+Deno.test("proxy: an upstream that accepts and stays silent -> 421 within the connect timeout", async () => {
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for (let i = 0; i < 10; i++) {
+      try {
+        held.push(await silent.accept());
+      } catch {
+        return;
+      }
+    }
+  })();
+  const px = startProxy((silent.addr as Deno.NetAddr).port); // connect timeout: 1 s
+  try {
+    const started = Date.now();
+    const [c, greeting] = await RawClient.connect("127.0.0.1", px.port);
+    const elapsed = Date.now() - started;
+    c.close();
+    assert.equal(greeting.code, 421, greeting.text);
+    assert.ok(elapsed >= 900 && elapsed < 3000, `421 after ${elapsed} ms`);
+    assert.ok(await sessionsDrained(px.proxy));
+  } finally {
+    await px.close();
+    silent.close();
+    await accepting;
+    for (const conn of held) conn.close();
+  }
+});
+
+Deno.test("proxy: max_sessions refuses the next client with 421", async () => {
+  const up = await startVsftpd();
+  const px = startProxy(up.port, { tweak: (c) => c.limits.max_sessions = 1 });
+  try {
+    const [first, hello] = await RawClient.connect("127.0.0.1", px.port);
+    try {
+      assert.equal(hello.code, 220);
+      const [second, refused] = await RawClient.connect("127.0.0.1", px.port);
+      second.close();
+      assert.equal(refused.code, 421);
+      assert.match(refused.text, /Too many sessions/);
+    } finally {
+      first.close();
+    }
+    assert.ok(await sessionsDrained(px.proxy));
+  } finally {
+    await px.close();
+    await up.close();
+  }
+});
+
+Deno.test("pitifulnat proxy and check, as programs, with the config a user writes", async () => {
+  const up = await startVsftpd();
+  const dir = await Deno.makeTempDir({ prefix: "pn-proxy-cli-" });
+  const main = new URL("../../main.ts", import.meta.url).pathname;
+  const writeConfig = async (name: string, listen: number, upstreamPort: number) => {
+    const passive = freePort();
+    await Deno.writeTextFile(
+      `${dir}/${name}`,
+      [
+        `listen: { address: 127.0.0.1, port: ${listen} }`,
+        `passive: { min_port: ${passive}, max_port: ${passive} }`,
+        "public_address: { address: 203.0.113.7 }",
+        "proxy:",
+        `  upstream: { host: 127.0.0.1, port: ${upstreamPort} }`,
+        "  connect_timeout_seconds: 1",
+        "",
+      ].join("\n"),
+    );
+    return `${dir}/${name}`;
+  };
+  try {
+    const good = await writeConfig("good.yaml", freePort(), up.port);
+    const checked = await run("deno", ["run", "-A", main, "check", "--config", good]);
+    assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+    assert.match(checked.stdout, /proxy upstream 127\.0\.0\.1:\d+ .*220-Welcome to the upstream/);
+
+    const downPort = freePort();
+    const bad = await writeConfig("bad.yaml", freePort(), downPort);
+    const failed = await run("deno", ["run", "-A", main, "check", "--config", bad]);
+    assert.equal(failed.code, 1, failed.stdout);
+    assert.match(failed.stdout, /proxy upstream 127\.0\.0\.1:\d+ unreachable/);
+
+    // The proxy program: a real session through it, then one to a dead upstream.
+    const listen = freePort();
+    const cfg = await writeConfig("run.yaml", listen, up.port);
+    await Deno.writeTextFile(`${up.root}/cli.txt`, "via the program\n");
+    const bg = await startInBackground("deno", ["run", "-A", main, "proxy", "--config", cfg], {
+      cwd: dir,
+      port: listen,
+    });
+    let output;
+    try {
+      assert.equal(await curl([`ftp://127.0.0.1:${listen}/cli.txt`]), "via the program\n");
+    } finally {
+      output = await bg.stop();
+    }
+    assert.equal(output.code, 0, output.stderr);
+    assert.match(output.stderr, /USER anonymous/);
+    assert.match(output.stderr, /transfer user=anonymous dir=out cmd=RETR path=cli\.txt bytes=16 /);
+
+    const listen2 = freePort();
+    const cfg2 = await writeConfig("dead.yaml", listen2, downPort);
+    const bg2 = await startInBackground("deno", ["run", "-A", main, "proxy", "--config", cfg2], {
+      cwd: dir,
+      port: listen2,
+    });
+    let output2;
+    try {
+      const [c, greeting] = await RawClient.connect("127.0.0.1", listen2);
+      c.close();
+      assert.equal(greeting.code, 421);
+    } finally {
+      output2 = await bg2.stop();
+    }
+    assert.match(output2.stderr, /\[ERR\].*FTP server 127\.0\.0\.1:\d+ unreachable/);
+  } finally {
+    await up.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,43 @@
+import assert from "node:assert/strict";
+import { hashPassword, parseHash, verifyPassword } from "../../src/auth/password.ts";
+import { UserDb } from "../../src/auth/users.ts";
+import { configSchema } from "../../src/config/schema.ts";
+
+Deno.test("scrypt hash: salted, verifies, rejects wrong password", async () => {
+  const a = await hashPassword("s3cret");
+  const b = await hashPassword("s3cret");
+  assert.match(a, /^scrypt\$16384\$8\$1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/);
+  assert.notEqual(a, b, "two hashes of one password differ (salt)");
+  assert.equal(await verifyPassword("s3cret", a), true);
+  assert.equal(await verifyPassword("s3cret ", a), false);
+  assert.equal(await verifyPassword("s3cret", "plain"), false);
+  assert.equal(
+    parseHash("scrypt$3$8$1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAA"),
+    null,
+    "N not a power of 2",
+  );
+});
+
+Deno.test("UserDb: users, anonymous, unknown users", async () => {
+  const config = configSchema.parse({
+    users: [{
+      name: "bob",
+      password: await hashPassword("pw"),
+      home: "/srv/bob",
+      permissions: ["read", "write"],
+    }],
+    anonymous: { enabled: true, home: "/srv/pub" },
+  });
+  const db = new UserDb(config);
+  const bob = await db.authenticate("bob", "pw");
+  assert.equal(bob?.name, "bob");
+  assert.deepEqual([...bob!.permissions], ["read", "write"]);
+  assert.equal(await db.authenticate("bob", "nope"), null);
+  assert.equal(await db.authenticate("nobody", "pw"), null);
+  const anon = await db.authenticate("anonymous", "me@example.net");
+  assert.equal(anon?.anonymous, true);
+  assert.deepEqual([...anon!.permissions], ["read"]);
+  assert.equal(db.isAnonymous("FTP"), true);
+  const closed = new UserDb(configSchema.parse({}));
+  assert.equal(await closed.authenticate("anonymous", "x"), null);
+});
