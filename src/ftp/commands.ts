@@ -356,15 +356,27 @@ async function openPassive(s: Session): Promise<number | null> {
   return port;
 }
 
+/** When a remote client was last warned about being told a LAN address. */
+let lastFallbackWarning = 0;
+
 async function pasv(s: Session) {
   if (refuseAfterEpsvAll(s)) return;
   const decision = announceAddress({
     client: s.peer,
     local: s.local,
     publicAddress: s.deps.publicAddress?.current() ?? null,
+    publicConfigured: s.deps.publicAddress !== null,
   }, s.deps.lan);
   if (decision.address === null) {
     return s.reply(522, "PASV needs IPv4 on the control connection; use EPSV (2)");
+  }
+  if (decision.source === "fallback-local" && Date.now() - lastFallbackWarning > 3_600_000) {
+    lastFallbackWarning = Date.now();
+    s.deps.log.warn(
+      "remote client {peer} told the local address {address} in PASV: {reason} " +
+        "(logged at most once an hour)",
+      { ...s.ctx, address: decision.address, reason: decision.reason },
+    );
   }
   const port = await openPassive(s);
   if (port === null) return;
