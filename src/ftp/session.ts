@@ -69,6 +69,24 @@ export interface Transfer {
 }
 
 const BUFFER_SIZE = 1 << 20;
+/** Commands that leave a pending REST offset in place. */
+const KEEPS_REST = new Set([
+  "REST",
+  "RETR",
+  "STOR",
+  "APPE",
+  "PASV",
+  "EPSV",
+  "PORT",
+  "EPRT",
+  "TYPE",
+  "MODE",
+  "STRU",
+  "NOOP",
+  "STAT",
+  "SIZE",
+  "MDTM",
+]);
 let nextId = 1;
 
 /** One FTP session on a control connection. */
@@ -197,11 +215,10 @@ export class Session {
     if (spec.perm && !this.account?.permissions.has(spec.perm)) {
       return this.reply(550, `Permission denied (${spec.perm} is not allowed for this user)`);
     }
-    if (verb !== "REST" && verb !== "RNFR") {
-      // REST and RNFR only apply to the command right after them.
-      if (!["RETR", "STOR", "APPE"].includes(verb)) this.restOffset = 0;
-      if (verb !== "RNTO") this.renameFrom = null;
-    }
+    // RNFR applies only to the command right after it. REST survives the
+    // commands clients send between it and the transfer (as vsftpd's does).
+    if (verb !== "RNFR" && verb !== "RNTO") this.renameFrom = null;
+    if (!KEEPS_REST.has(verb)) this.restOffset = 0;
     try {
       await spec.handler(this, arg);
     } catch (e) {

@@ -8,8 +8,7 @@ import { Readable, Writable } from "node:stream";
 import { Client, FileType } from "basic-ftp";
 import { PASSWORD, sha256File, startServer, USER, writeRandomFile } from "../helpers/server.ts";
 
-async function connect(port: number): Promise<Client> {
-  const client = new Client(10_000);
+async function login(client: Client, port: number): Promise<void> {
   const greeting = await client.access({
     host: "127.0.0.1",
     port,
@@ -20,7 +19,6 @@ async function connect(port: number): Promise<Client> {
   // access() answers with the server's greeting; PWD works only once logged in.
   assert.equal(greeting.code, 220);
   assert.equal(await client.pwd(), "/");
-  return client;
 }
 
 Deno.test({
@@ -28,8 +26,9 @@ Deno.test({
   fn: async () => {
     const srv = await startServer();
     const dir = await Deno.makeTempDir({ prefix: "pn-basic-ftp-" });
-    const client = await connect(srv.port);
+    const client = new Client(10_000);
     try {
+      await login(client, srv.port);
       await writeRandomFile(`${dir}/up.bin`, 3_000_000, 21);
       const want = await sha256File(`${dir}/up.bin`);
 
@@ -83,8 +82,9 @@ Deno.test({
   name: "basic-ftp: ensureDir creates nested directories, removeDir removes a tree",
   fn: async () => {
     const srv = await startServer();
-    const client = await connect(srv.port);
+    const client = new Client(10_000);
     try {
+      await login(client, srv.port);
       await client.ensureDir("a/b c/d");
       assert.equal(await client.pwd(), "/a/b c/d");
       assert.ok((await Deno.stat(`${srv.root}/a/b c/d`)).isDirectory);

@@ -123,3 +123,33 @@ Deno.test("graceful stop: a running transfer finishes, then sessions get 421", a
     await t.close();
   }
 });
+
+Deno.test("REST survives PASV/TYPE between it and RETR, and is used once", async () => {
+  const t = await startServer();
+  await Deno.writeTextFile(`${t.root}/r.txt`, "0123456789");
+  const [c] = await RawClient.connect("127.0.0.1", t.port);
+  try {
+    await c.login(USER, PASSWORD);
+    const fetchWith = async (before: string[]) => {
+      for (const line of before) await c.cmd(line);
+      const epsv = await c.cmd("EPSV");
+      const port = Number(/\|\|\|(\d+)\|/.exec(epsv.text)![1]);
+      const d = await Deno.connect({ hostname: "127.0.0.1", port });
+      assert.equal((await c.cmd("RETR r.txt")).code, 150);
+      let text = "";
+      const buf = new Uint8Array(64);
+      for (let n = await d.read(buf); n !== null; n = await d.read(buf)) {
+        text += new TextDecoder().decode(buf.subarray(0, n));
+      }
+      d.close();
+      assert.equal((await c.read()).code, 226);
+      return text;
+    };
+    assert.equal(await fetchWith(["REST 4", "TYPE I"]), "456789");
+    assert.equal(await fetchWith([]), "0123456789", "the offset was used once");
+    assert.equal(await fetchWith(["REST 4", "PWD"]), "0123456789", "other commands clear it");
+  } finally {
+    c.close();
+    await t.close();
+  }
+});

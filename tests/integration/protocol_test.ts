@@ -16,13 +16,15 @@ async function withSession(
   options: { login?: boolean } = {},
 ): Promise<void> {
   const srv = await startServer();
-  const [c, greeting] = await RawClient.connect("127.0.0.1", srv.port);
+  let c: RawClient | undefined;
   try {
+    const [client, greeting] = await RawClient.connect("127.0.0.1", srv.port);
+    c = client;
     assert.equal(greeting.code, 220);
     if (options.login !== false) await c.login(USER, PASSWORD);
     await fn(c, srv);
   } finally {
-    c.close();
+    c?.close();
     await srv.close();
   }
 }

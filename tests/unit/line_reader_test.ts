@@ -50,3 +50,12 @@ Deno.test("invalid UTF-8 is reported, valid UTF-8 decoded, Telnet removed", asyn
     { kind: "line", text: "CWD 日本語" },
   ]);
 });
+
+Deno.test("a bare CR ends a line (urgent ABOR loses its LF); CR LF split across reads is one end", async () => {
+  const got = await collect([enc("ABOR\r"), enc("\nNOOP\r"), enc("PWD\r\n")]);
+  assert.deepEqual(got, [
+    { kind: "line", text: "ABOR" },
+    { kind: "line", text: "NOOP" },
+    { kind: "line", text: "PWD" },
+  ]);
+});
