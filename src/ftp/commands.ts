@@ -380,6 +380,7 @@ async function pasv(s: Session) {
   }
   const port = await openPassive(s);
   if (port === null) return;
+  s.passive!.viaPublic = decision.source === "public";
   s.deps.log.debug("session {session}: PASV {address}:{port} ({reason})", {
     ...s.ctx,
     address: decision.address,

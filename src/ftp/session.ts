@@ -102,7 +102,8 @@ export class Session {
   cwd = "/";
   restOffset = 0;
   renameFrom: string | null = null;
-  passive: { listener: Deno.TcpListener; port: number } | null = null;
+  /** The open passive listener; `viaPublic` when PASV told the public address. */
+  passive: { listener: Deno.TcpListener; port: number; viaPublic?: boolean } | null = null;
   active: { host: string; port: number } | null = null;
   epsvAll = false;
   binary = true;
@@ -244,10 +245,15 @@ export class Session {
 
   /** Closes the passive listener, if any. */
   closePassive(): void {
-    try {
-      this.passive?.listener.close();
-    } catch { /* already closed */ }
+    const p = this.passive;
+    if (!p) return;
     this.passive = null;
+    try {
+      p.listener.close();
+    } catch { /* already closed */ }
+    // A listener announced with the public address and never used suggests
+    // the client could not reach it: the address may be stale.
+    if (p.viaPublic) this.deps.publicAddress?.hint(`passive port ${p.port} was never used`);
   }
 
   #armIdle(): void {
