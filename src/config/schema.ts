@@ -300,6 +300,8 @@ export const configSchema = z.object({
     }),
   ).default([...DEFAULT_LAN_NETWORKS]),
   allow_fxp: z.boolean().default(false),
+  // STOR into a hidden temporary file, renamed over the target when complete.
+  atomic_uploads: z.boolean().default(false),
   users: usersSchema,
   anonymous: anonymousSchema.prefault({}),
   limits: limitsSchema.prefault({}),

@@ -41,6 +41,29 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * Password checks that may run at once, process-wide. Each scrypt check
+ * holds 16 MiB for tens of milliseconds, and clients that are not logged in
+ * can ask for as many as they like; unlimited, a few dozen PASS commands
+ * take hundreds of MiB. Further checks wait their turn.
+ */
+const MAX_PASSWORD_CHECKS = 4;
+let passwordChecks = 0;
+const passwordQueue: (() => void)[] = [];
+
+async function limitedCheck<T>(fn: () => Promise<T>): Promise<T> {
+  if (passwordChecks < MAX_PASSWORD_CHECKS) passwordChecks++;
+  else await new Promise<void>((r) => passwordQueue.push(r));
+  try {
+    return await fn();
+  } finally {
+    // Hand the slot to the next in line, or free it.
+    const next = passwordQueue.shift();
+    if (next) next();
+    else passwordChecks--;
+  }
+}
+
 function quote(path: string): string {
   return `"${path.replaceAll('"', '""')}"`;
 }
@@ -80,7 +103,11 @@ async function pass(s: Session, arg: string) {
   const name = s.pendingUser;
   s.pendingUser = null;
   const { deps } = s;
-  const account = await deps.users.authenticate(name, arg);
+  // A client that left while waiting for its turn costs no check.
+  const account = await limitedCheck(() =>
+    s.closed ? Promise.resolve(null) : deps.users.authenticate(name, arg)
+  );
+  if (s.closed) return;
   if (account) {
     const j = new Jail(account.home);
     try {
@@ -599,9 +626,69 @@ async function retr(s: Session, arg: string) {
   }
 }
 
+/** Syncs a directory, so a rename in it survives a crash; best effort. */
+async function syncDirectory(dir: string): Promise<void> {
+  try {
+    using d = await Deno.open(dir, { read: true });
+    await d.sync();
+  } catch { /* not every file system can sync a directory */ }
+}
+
+/**
+ * STOR with `atomic_uploads`: the bytes go to a hidden temporary file in the
+ * target's directory, which is synced and renamed over the target only when
+ * the upload is complete, and removed otherwise. So the target name never
+ * holds a partial upload, not even after a crash.
+ */
+async function storeAtomic(s: Session, vpath: string) {
+  const real = await jail(s).resolve(vpath, { forCreate: true });
+  // An existing symlink (inside the home: resolve checked) is written through, as in place.
+  const link = await Deno.lstat(real).catch(() => null);
+  const target = link?.isSymlink ? await Deno.realPath(real) : real;
+  const info = link?.isSymlink ? await Deno.stat(target) : link;
+  if (info && !info.isFile) throw new PathError(553, "Not a plain file");
+  const slash = target.lastIndexOf("/");
+  const dir = target.slice(0, slash) || "/";
+  const name = target.slice(slash + 1);
+  const random = [...crypto.getRandomValues(new Uint8Array(6))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+  // Keep the temporary name within NAME_MAX (255 bytes).
+  const shown = encoder.encode(name).length > 200 ? "" : name;
+  const temp = `${dir}/.${shown}.pn-upload-${random}`;
+  const file = await Deno.open(temp, { write: true, createNew: true });
+  s.restOffset = 0;
+  await startTransfer(s, {
+    what: vpath,
+    direction: "in",
+    opening: `Ok to send data for ${vpath}`,
+    body: (conn, progress) => pump(conn, file, { buf: s.buffer, progress, fromIsDisk: false }),
+    cleanup: async (ok) => {
+      let renamed = false;
+      try {
+        try {
+          // The 226 promises the bytes are on disk, under their final name.
+          if (ok) await file.syncData();
+        } finally {
+          file.close();
+        }
+        if (ok) {
+          await Deno.rename(temp, target);
+          renamed = true;
+          await syncDirectory(dir);
+        }
+      } finally {
+        if (!renamed) await Deno.remove(temp).catch(() => {});
+      }
+    },
+  });
+}
+
 async function store(s: Session, arg: string, how: "stor" | "appe" | "stou") {
   const j = jail(s);
   let vpath = resolvePath(s, arg || "upload");
+  if (how === "stor" && s.restOffset === 0 && s.deps.config.atomic_uploads) {
+    return storeAtomic(s, vpath);
+  }
   let file: Deno.FsFile;
   let created = false;
   if (how === "stou") {

@@ -108,8 +108,7 @@ export class FtpServer {
       refusal = "Too many failed logins from your address; try again later";
     } else if (this.sessions.size >= limits.max_sessions) {
       refusal = "Too many sessions; try again later";
-    }
-    else if (fromHere >= limits.max_sessions_per_address) {
+    } else if (fromHere >= limits.max_sessions_per_address) {
       refusal = "Too many sessions from your address; try again later";
     }
     if (refusal) {

@@ -105,7 +105,8 @@ export class ProxyServer {
       refusal = "Too many sessions from your address; try again later";
     }
     if (refusal) {
-      deps.log.warn("refused connection from {addr}: {reason}", { addr, reason: refusal });
+      // Logged at debug: a flood must not become a flood of log lines.
+      deps.log.debug("refused connection from {addr}: {reason}", { addr, reason: refusal });
       writeAll(conn, new TextEncoder().encode(formatReply(421, refusal)))
         .catch(() => {})
         .finally(() => {

@@ -285,7 +285,8 @@ export class ProxySession {
       default:
         this.#rest = null;
         if (verb === "USER") {
-          this.user = arg.trim().slice(0, 64) || null;
+          // Shown in the log and status: no control characters, bounded.
+          this.user = arg.trim().replace(/\p{Cc}/gu, "?").slice(0, 64) || null;
           this.loggedIn = false;
           this.deps.log.info("session {session}: USER {user}", this.ctx);
         }
@@ -306,6 +307,7 @@ export class ProxySession {
     if (verb === "USER" || verb === "PASS" || verb === "ACCT") {
       if (reply.code === 230 && !this.loggedIn) {
         this.loggedIn = true;
+        this.#armIdle(); // the longer idle timeout from now on
         stats.loginsOk++;
         log.info("session {session}: login ok user={user}", this.ctx);
       } else if (reply.code === 530) {
@@ -671,6 +673,7 @@ export class ProxySession {
 
   #armIdle(): void {
     clearTimeout(this.#idle);
+    if (this.closed) return;
     const limits = this.deps.config.limits;
     const seconds = this.loggedIn ? limits.idle_timeout_seconds : limits.login_timeout_seconds;
     this.#idle = setTimeout(() => {

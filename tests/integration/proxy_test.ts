@@ -19,6 +19,11 @@ import { run, sha256File, writeRandomFile } from "../helpers/server.ts";
 const VSFTPD = "/usr/sbin/vsftpd";
 const PASSIVE_MIN = 42000;
 const PASSIVE_MAX = 42199;
+/**
+ * A port nothing listens on: below 1024, where no other test binds, so a
+ * connection is refused (a "free" high port may be taken meanwhile).
+ */
+const DOWN_PORT = 1;
 /** A banner whose middle line looks like a reply end: it must pass unchanged. */
 const BANNER_LINES = ["Welcome to the upstream", "220 this line starts with digits", "last"];
 
@@ -31,13 +36,30 @@ interface Vsftpd {
   close(): Promise<void>;
 }
 
-/** Starts vsftpd on a free loopback port with anonymous read/write in a temp dir. */
+/**
+ * Starts vsftpd on a free loopback port with anonymous read/write in a temp
+ * dir. Another process on this machine may take the "free" port first, so a
+ * start whose greeting is not our banner is retried (at most 3 times).
+ */
 async function startVsftpd(): Promise<Vsftpd> {
   const dir = await Deno.makeTempDir({ prefix: "pn-vsftpd-" });
   const root = `${dir}/root`;
   await Deno.mkdir(root);
   await Deno.mkdir(`${dir}/empty`);
   await Deno.writeTextFile(`${dir}/banner`, BANNER_LINES.join("\n") + "\n");
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startVsftpdOnce(dir, root);
+    } catch (e) {
+      if (attempt >= 3) {
+        await Deno.remove(dir, { recursive: true });
+        throw e;
+      }
+    }
+  }
+}
+
+async function startVsftpdOnce(dir: string, root: string): Promise<Vsftpd> {
   const port = freePort();
   await Deno.writeTextFile(
     `${dir}/vsftpd.conf`,
@@ -68,7 +90,11 @@ async function startVsftpd(): Promise<Vsftpd> {
     ].join("\n"),
   );
   const bg = await startInBackground(VSFTPD, [`${dir}/vsftpd.conf`], { cwd: dir, port });
-  const greeting = await rawGreeting(port);
+  const greeting = await rawGreeting(port).catch((e) => (e as Error).message);
+  if (!greeting.startsWith(`220-${BANNER_LINES[0]}\r\n`)) {
+    await bg.stop();
+    throw new Error(`not our vsftpd on port ${port}: ${greeting}`);
+  }
   return {
     port,
     root,
@@ -168,19 +194,6 @@ async function epsvData(c: RawClient): Promise<Deno.TcpConn> {
   const dataPort = Number(/\(\|\|\|(\d+)\|\)/.exec(r.text)![1]);
   assert.ok(dataPort >= PASSIVE_MIN && dataPort <= PASSIVE_MAX, `port ${dataPort} in range`);
   return await Deno.connect({ hostname: "127.0.0.1", port: dataPort });
-}
-
-/** Reads a connection to its end (bounded by `timeoutMs`); returns the bytes count. */
-async function drain(conn: Deno.Conn, timeoutMs = 10_000): Promise<number> {
-  const buf = new Uint8Array(1 << 16);
-  let total = 0;
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const n = await conn.read(buf);
-    if (n === null) break;
-    total += n;
-  }
-  return total;
 }
 
 Deno.test("proxy in front of vsftpd: real clients, both modes, both directions", async (t) => {
@@ -344,22 +357,25 @@ ftp.quit()
       assert.equal(await curl([`${px.url}/hello.txt`]), "hello through the proxy\n");
     });
 
-    await t.step("the client's data connection closing early turns 226 into 426", async () => {
-      const [c] = await RawClient.connect("127.0.0.1", px.port);
-      try {
-        await c.login("anonymous", "x");
-        assert.equal((await c.cmd("TYPE I")).code, 200);
-        const data = await epsvData(c);
-        assert.equal((await c.cmd("RETR big.bin")).code, 150);
-        data.close();
-        const end: Reply = await c.read(15_000);
-        assert.equal(end.code, 426, end.text);
-        assert.equal((await c.cmd("NOOP")).code, 200);
-      } finally {
-        c.close();
-      }
-      assert.ok(await sessionsDrained(px.proxy));
-    });
+    await t.step(
+      "the client's data connection closing early: 426, the session goes on",
+      async () => {
+        const [c] = await RawClient.connect("127.0.0.1", px.port);
+        try {
+          await c.login("anonymous", "x");
+          assert.equal((await c.cmd("TYPE I")).code, 200);
+          const data = await epsvData(c);
+          assert.equal((await c.cmd("RETR big.bin")).code, 150);
+          data.close();
+          const end: Reply = await c.read(15_000);
+          assert.equal(end.code, 426, end.text);
+          assert.equal((await c.cmd("NOOP")).code, 200);
+        } finally {
+          c.close();
+        }
+        assert.ok(await sessionsDrained(px.proxy));
+      },
+    );
   } finally {
     await px.close();
     await up.close();
@@ -404,8 +420,7 @@ Deno.test("proxy: PASV announces the configured address and a port of the range"
 });
 
 Deno.test("proxy: an upstream that is down gets the client a 421, not a hang", async () => {
-  const downPort = freePort();
-  const px = startProxy(downPort);
+  const px = startProxy(DOWN_PORT);
   try {
     const started = Date.now();
     const [c, greeting] = await RawClient.connect("127.0.0.1", px.port);
@@ -477,7 +492,12 @@ Deno.test("pitifulnat proxy and check, as programs, with the config a user write
   const up = await startVsftpd();
   const dir = await Deno.makeTempDir({ prefix: "pn-proxy-cli-" });
   const main = new URL("../../main.ts", import.meta.url).pathname;
-  const writeConfig = async (name: string, listen: number, upstreamPort: number) => {
+  const writeConfig = async (
+    name: string,
+    listen: number,
+    upstreamPort: number,
+    statusPort?: number,
+  ) => {
     const passive = freePort();
     await Deno.writeTextFile(
       `${dir}/${name}`,
@@ -485,6 +505,7 @@ Deno.test("pitifulnat proxy and check, as programs, with the config a user write
         `listen: { address: 127.0.0.1, port: ${listen} }`,
         `passive: { min_port: ${passive}, max_port: ${passive} }`,
         "public_address: { address: 203.0.113.7 }",
+        statusPort ? `status: { port: ${statusPort} }` : "",
         "proxy:",
         `  upstream: { host: 127.0.0.1, port: ${upstreamPort} }`,
         "  connect_timeout_seconds: 1",
@@ -499,45 +520,54 @@ Deno.test("pitifulnat proxy and check, as programs, with the config a user write
     assert.equal(checked.code, 0, checked.stdout + checked.stderr);
     assert.match(checked.stdout, /proxy upstream 127\.0\.0\.1:\d+ .*220-Welcome to the upstream/);
 
-    const downPort = freePort();
-    const bad = await writeConfig("bad.yaml", freePort(), downPort);
+    const bad = await writeConfig("bad.yaml", freePort(), DOWN_PORT);
     const failed = await run("deno", ["run", "-A", main, "check", "--config", bad]);
     assert.equal(failed.code, 1, failed.stdout);
     assert.match(failed.stdout, /proxy upstream 127\.0\.0\.1:\d+ unreachable/);
 
+    /**
+     * Starts the proxy program on a free port and checks that the greeting
+     * on that port comes from it; another process on this machine may take
+     * a "free" port first, so a start that fails that check is retried.
+     */
+    const startProgram = async (name: string, upstreamPort: number, expected: RegExp) => {
+      for (let attempt = 1;; attempt++) {
+        const listen = freePort();
+        const cfg = await writeConfig(name, listen, upstreamPort, freePort());
+        const args = ["run", "-A", main, "proxy", "--config", cfg];
+        let bg: Awaited<ReturnType<typeof startInBackground>> | null = null;
+        try {
+          bg = await startInBackground("deno", args, { cwd: dir, port: listen });
+          const [c, greeting] = await RawClient.connect("127.0.0.1", listen);
+          c.close();
+          if (expected.test(greeting.text)) return { bg, listen, cfg };
+          throw new Error(`unexpected greeting on port ${listen}: ${greeting.text}`);
+        } catch (e) {
+          const out = await bg?.stop();
+          if (attempt >= 3) throw new Error(`${(e as Error).message}\n${out?.stderr ?? ""}`);
+        }
+      }
+    };
+
     // The proxy program: a real session through it, then one to a dead upstream.
-    const listen = freePort();
-    const cfg = await writeConfig("run.yaml", listen, up.port);
     await Deno.writeTextFile(`${up.root}/cli.txt`, "via the program\n");
-    const bg = await startInBackground("deno", ["run", "-A", main, "proxy", "--config", cfg], {
-      cwd: dir,
-      port: listen,
-    });
+    const live = await startProgram("run.yaml", up.port, /^220-Welcome to the upstream/);
     let output;
     try {
-      assert.equal(await curl([`ftp://127.0.0.1:${listen}/cli.txt`]), "via the program\n");
+      assert.equal(await curl([`ftp://127.0.0.1:${live.listen}/cli.txt`]), "via the program\n");
+      const status = await run("deno", ["run", "-A", main, "status", "--config", live.cfg]);
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(status.stdout, /transfers: 1; bytes in 0, out 16; logins 1 ok, 0 failed/);
     } finally {
-      output = await bg.stop();
+      output = await live.bg.stop();
     }
     assert.equal(output.code, 0, output.stderr);
     assert.match(output.stderr, /USER anonymous/);
     assert.match(output.stderr, /transfer user=anonymous dir=out cmd=RETR path=cli\.txt bytes=16 /);
 
-    const listen2 = freePort();
-    const cfg2 = await writeConfig("dead.yaml", listen2, downPort);
-    const bg2 = await startInBackground("deno", ["run", "-A", main, "proxy", "--config", cfg2], {
-      cwd: dir,
-      port: listen2,
-    });
-    let output2;
-    try {
-      const [c, greeting] = await RawClient.connect("127.0.0.1", listen2);
-      c.close();
-      assert.equal(greeting.code, 421);
-    } finally {
-      output2 = await bg2.stop();
-    }
-    assert.match(output2.stderr, /\[ERR\].*FTP server 127\.0\.0\.1:\d+ unreachable/);
+    const dead = await startProgram("dead.yaml", DOWN_PORT, /^421 .*cannot be reached/);
+    const output2 = await dead.bg.stop();
+    assert.match(output2.stderr, /\[ERR\].*FTP server 127\.0\.0\.1:1 unreachable/);
   } finally {
     await up.close();
     await Deno.remove(dir, { recursive: true });

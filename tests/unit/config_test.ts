@@ -24,6 +24,7 @@ Deno.test("empty text gives every default", () => {
     passive: { min_port: 50000, max_port: 50100 },
     lan_networks: [...DEFAULT_LAN_NETWORKS],
     allow_fxp: false,
+    atomic_uploads: false,
     users: [],
     anonymous: { enabled: false, permissions: ["read"] },
     limits: {
@@ -160,7 +161,8 @@ Deno.test("unknown keys point at the key and suggest a near one", () => {
       'config.yaml:3:3: listen.prot: unknown key (did you mean "port"?)',
       'config.yaml:4:1: pasive: unknown key (did you mean "passive"?)',
       "config.yaml:6:1: frobnicate: unknown key (known keys: listen, banner, passive, " +
-      "public_address, lan_networks, allow_fxp, users, anonymous, limits, log, status, proxy)",
+      "public_address, lan_networks, allow_fxp, atomic_uploads, users, anonymous, limits, log, " +
+      "status, proxy)",
     ],
   );
 });
