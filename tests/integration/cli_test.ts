@@ -12,7 +12,7 @@ function pn(args: string[], options: { stdin?: string; timeoutMs?: number } = {}
   return run(deno, ["run", "-A", MAIN, ...args], options);
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -76,8 +76,8 @@ Deno.test("hash-password reads stdin and prints a hash that verifies", async () 
 
 Deno.test("serve: status endpoint, status command, metrics, SIGHUP reload, SIGTERM exit 0", async () => {
   const dir = await Deno.makeTempDir();
-  const port = await freePort();
-  const statusPort = await freePort();
+  const port = freePort();
+  const statusPort = freePort();
   const file = `${dir}/config.yaml`;
   await Deno.mkdir(`${dir}/pub`);
   await Deno.writeTextFile(`${dir}/pub/a.txt`, "A\n");
