@@ -570,7 +570,7 @@ async function startTransfer(
       await options.cleanup?.(ok);
     } catch (e) {
       ok = false;
-      const err = diskError(e);
+      const err = e instanceof DataError ? e : diskError(e);
       await s.reply(err.code, err.message);
     }
     if (ok) await s.reply(226, "Transfer complete");
@@ -672,6 +672,13 @@ async function storeAtomic(s: Session, vpath: string) {
           file.close();
         }
         if (ok) {
+          // In stream mode a client that dies mid-upload ends the data
+          // connection just as a finished one does; its control connection
+          // goes with it. So commit only while the session stands.
+          await sleep(0);
+          if (s.closed || s.transfer?.aborted) {
+            throw new DataError(426, "Connection closed; transfer aborted");
+          }
           await Deno.rename(temp, target);
           renamed = true;
           await syncDirectory(dir);

@@ -10,7 +10,9 @@
  *   (`curl -C -`); the 452 (or 426) reply says it is incomplete;
  * - atomic_uploads on: nothing under the file's name (an older version
  *   stays intact); the temporary file is removed, or, after a crash, left as
- *   a hidden `.NAME.pn-upload-RANDOM`.
+ *   a hidden `.NAME.pn-upload-RANDOM`. A vanished client's data connection
+ *   ends like a finished one (FTP stream mode), so the upload is committed
+ *   only while its control connection still stands.
  *
  * The full-disk and log tests mount a small tmpfs, which needs root; they
  * are skipped with a message when mounting is not permitted, unless CI=true.
@@ -169,7 +171,7 @@ async function grows(path: string, bytes: number, ms: number): Promise<boolean> 
   return false;
 }
 
-Deno.test("a client killed mid-upload leaves a partial file that curl -C - resumes to the full sha256", async () => {
+Deno.test("a client killed mid-upload leaves a partial file that curl -C - resumes; with atomic_uploads, nothing", async () => {
   const t = await startServer();
   const dir = await Deno.makeTempDir({ prefix: "pn-vanish-" });
   try {
@@ -206,6 +208,36 @@ Deno.test("a client killed mid-upload leaves a partial file that curl -C - resum
     ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await sha256File(`${t.root}/up.bin`), await sha256File(src));
+
+    // With atomic_uploads the end of the data connection alone does not commit:
+    // the killed client's control connection is gone, so nothing is kept.
+    t.server.config.atomic_uploads = true;
+    for (let i = 0; i < 3; i++) {
+      const name = `atomic${i}.bin`;
+      const curl = new Deno.Command("curl", {
+        args: ["-sS", "--limit-rate", "8M", "--max-time", "30", "-T", src, `${t.url}/${name}`],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      try {
+        const deadline = Date.now() + 15_000;
+        let temp: string | undefined;
+        while (Date.now() < deadline) {
+          temp = names(t.root).find((n) => n.startsWith(`.${name}.pn-upload-`));
+          if (temp && (await Deno.stat(`${t.root}/${temp}`)).size >= (1 + i) * MiB) break;
+          await sleep(10);
+        }
+        assert.ok(temp, "no temporary file appeared");
+      } finally {
+        try {
+          curl.kill("SIGKILL");
+        } catch { /* exited */ }
+        await curl.status;
+      }
+      const until = Date.now() + 5000;
+      while (t.server.sessions.size > 0 && Date.now() < until) await sleep(20);
+      assert.deepEqual(names(t.root), ["up.bin"], `after killing upload ${i}`);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
     await t.close();

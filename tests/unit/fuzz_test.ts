@@ -280,10 +280,33 @@ Deno.test("fuzz line reader: any chunking gives the same lines; long lines repor
           assert.ok(!item.text.includes("\n"));
           assert.ok(enc.encode(item.text).length <= 64);
         }
-        assert.ok(got.length <= bytes.filter((b) => b === 10 || b === 13).length + 1);
+        // At most one item per line end (and one for an over-long unterminated tail),
+        // and at most one "urgent" per line.
+        const ends = bytes.filter((b) => b === 10 || b === 13).length;
+        assert.ok(got.filter((g) => g.kind !== "urgent").length <= ends + 1);
+        assert.ok(got.filter((g) => g.kind === "urgent").length <= ends + 1);
       },
     ),
     { ...RUNS, numRuns: 500 },
+  );
+});
+
+Deno.test("fuzz line reader: an urgent ABOR cut after IAC IP is reported before its line", async () => {
+  // What reaches the reader of each client's urgent ABOR (the urgent byte
+  // itself is taken out of band): lftp, BSD ftp (DM left in band), all inline.
+  const forms: [number[], number[]][] = [
+    [[IAC, 244, IAC], []],
+    [[IAC, 244], [242]],
+    [[IAC, 244, IAC, 242], []],
+  ];
+  await fc.assert(
+    fc.asyncProperty(fc.constantFrom(...forms), fc.nat({ max: 6 }), async ([pre, dm], extra) => {
+      const wire = new Uint8Array([...pre, ...dm, ...enc.encode("ABOR\r\n")]);
+      // The read stops at the urgent mark, and perhaps again later in the line.
+      const got = await collect(chunkedReader(wire, [pre.length, pre.length + extra]), 64);
+      assert.deepEqual(got, [{ kind: "urgent" }, { kind: "line", text: "ABOR" }]);
+    }),
+    { numRuns: 60 },
   );
 });
 
