@@ -18,6 +18,29 @@ export interface Account {
 /** Names that log in as the anonymous account when it is enabled. */
 export const ANONYMOUS_NAMES: ReadonlySet<string> = new Set(["anonymous", "ftp"]);
 
+/**
+ * Password checks that may run at once, process-wide. Each scrypt check
+ * holds 16 MiB for tens of milliseconds, and clients that are not logged in
+ * can ask for as many as they like; unlimited, a few dozen PASS commands
+ * take hundreds of MiB. Further checks wait their turn.
+ */
+const MAX_PASSWORD_CHECKS = 4;
+let passwordChecks = 0;
+const passwordQueue: (() => void)[] = [];
+
+async function limited<T>(fn: () => Promise<T>): Promise<T> {
+  if (passwordChecks < MAX_PASSWORD_CHECKS) passwordChecks++;
+  else await new Promise<void>((r) => passwordQueue.push(r));
+  try {
+    return await fn();
+  } finally {
+    // Hand the slot to the next in line, or free it.
+    const next = passwordQueue.shift();
+    if (next) next();
+    else passwordChecks--;
+  }
+}
+
 /** Looks up and authenticates accounts. */
 export class UserDb {
   #users: Map<string, Config["users"][number]>;
@@ -35,8 +58,21 @@ export class UserDb {
       !this.#users.has(name);
   }
 
-  /** Checks a name and password; null when they do not match. */
-  async authenticate(name: string, password: string): Promise<Account | null> {
+  /**
+   * Checks a name and password; null when they do not match, or when
+   * `cancelled` says the client left while the check waited for its turn.
+   */
+  authenticate(
+    name: string,
+    password: string,
+    options: { cancelled?: () => boolean } = {},
+  ): Promise<Account | null> {
+    return limited(() =>
+      options.cancelled?.() ? Promise.resolve(null) : this.#authenticate(name, password)
+    );
+  }
+
+  async #authenticate(name: string, password: string): Promise<Account | null> {
     if (this.isAnonymous(name)) {
       return {
         name: "anonymous",

@@ -41,29 +41,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/**
- * Password checks that may run at once, process-wide. Each scrypt check
- * holds 16 MiB for tens of milliseconds, and clients that are not logged in
- * can ask for as many as they like; unlimited, a few dozen PASS commands
- * take hundreds of MiB. Further checks wait their turn.
- */
-const MAX_PASSWORD_CHECKS = 4;
-let passwordChecks = 0;
-const passwordQueue: (() => void)[] = [];
-
-async function limitedCheck<T>(fn: () => Promise<T>): Promise<T> {
-  if (passwordChecks < MAX_PASSWORD_CHECKS) passwordChecks++;
-  else await new Promise<void>((r) => passwordQueue.push(r));
-  try {
-    return await fn();
-  } finally {
-    // Hand the slot to the next in line, or free it.
-    const next = passwordQueue.shift();
-    if (next) next();
-    else passwordChecks--;
-  }
-}
-
 function quote(path: string): string {
   return `"${path.replaceAll('"', '""')}"`;
 }
@@ -104,9 +81,7 @@ async function pass(s: Session, arg: string) {
   s.pendingUser = null;
   const { deps } = s;
   // A client that left while waiting for its turn costs no check.
-  const account = await limitedCheck(() =>
-    s.closed ? Promise.resolve(null) : deps.users.authenticate(name, arg)
-  );
+  const account = await deps.users.authenticate(name, arg, { cancelled: () => s.closed });
   if (s.closed) return;
   if (account) {
     const j = new Jail(account.home);
