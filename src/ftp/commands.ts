@@ -549,6 +549,7 @@ async function startTransfer(
       await s.reply(err.code, err.message);
     }
     if (ok) await s.reply(226, "Transfer complete");
+    s.releaseBuffer();
     s.transfer = null;
     const seconds = (performance.now() - started) / 1000;
     const { stats } = s.deps;

@@ -6,6 +6,25 @@
  */
 import { normalizeAddress } from "../nat/announce.ts";
 
+/** Size of a transfer buffer: large reads and writes keep the data path fast. */
+export const BUFFER_SIZE = 1 << 20;
+const POOL_MAX = 4;
+const pool: Uint8Array[] = [];
+
+/**
+ * Takes a transfer buffer from a small process-wide pool. Buffers are held
+ * only while a transfer runs, so memory follows concurrent transfers, not
+ * open sessions.
+ */
+export function takeBuffer(): Uint8Array {
+  return pool.pop() ?? new Uint8Array(BUFFER_SIZE);
+}
+
+/** Returns a buffer taken with {@linkcode takeBuffer}. */
+export function giveBuffer(buf: Uint8Array): void {
+  if (pool.length < POOL_MAX && buf.length === BUFFER_SIZE) pool.push(buf);
+}
+
 /** Why a data connection could not be used. */
 export class DataError extends Error {
   constructor(readonly code: 425 | 426 | 451 | 452 | 552, message: string) {

@@ -14,7 +14,7 @@ import type { LanNetworks } from "../nat/announce.ts";
 import { normalizeAddress } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { formatReply, parseCommand } from "./codec.ts";
-import { DataError, writeAll } from "./data_channel.ts";
+import { DataError, giveBuffer, takeBuffer, writeAll } from "./data_channel.ts";
 import { readLines } from "./line_reader.ts";
 
 /** What every session shares with the server. */
@@ -68,7 +68,6 @@ export interface Transfer {
   describe(): string;
 }
 
-const BUFFER_SIZE = 1 << 20;
 /** Commands that leave a pending REST offset in place. */
 const KEEPS_REST = new Set([
   "REST",
@@ -129,9 +128,15 @@ export class Session {
     return { session: this.id, peer: `${this.peer}:${this.peerPort}`, user: this.account?.name };
   }
 
-  /** The transfer buffer: allocated on first use, reused afterwards. */
+  /** The transfer buffer, taken from the pool while a transfer runs. */
   get buffer(): Uint8Array {
-    return this.#buf ??= new Uint8Array(BUFFER_SIZE);
+    return this.#buf ??= takeBuffer();
+  }
+
+  /** Gives the transfer buffer back to the pool once the transfer is over. */
+  releaseBuffer(): void {
+    if (this.#buf) giveBuffer(this.#buf);
+    this.#buf = null;
   }
 
   /** Sends a reply; replies are written in order, errors end the session. */

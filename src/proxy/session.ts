@@ -18,7 +18,14 @@ import {
   parsePort,
   pasvReplyText,
 } from "../ftp/codec.ts";
-import { acceptFromPeer, connectActive, DataError, writeAll } from "../ftp/data_channel.ts";
+import {
+  acceptFromPeer,
+  connectActive,
+  DataError,
+  giveBuffer,
+  takeBuffer,
+  writeAll,
+} from "../ftp/data_channel.ts";
 import { readLines } from "../ftp/line_reader.ts";
 import type { ServerStats } from "../ftp/session.ts";
 import {
@@ -61,7 +68,6 @@ export interface ProxyDeps {
   stats: ServerStats;
 }
 
-const BUFFER_SIZE = 1 << 20;
 /** How long a closing session waits for its upstream reply loop to end. */
 const FINISH_WAIT_MS = 5_000;
 let nextId = 1;
@@ -490,7 +496,7 @@ export class ProxySession {
 
   /** The transfer buffer: allocated on first use, reused afterwards. */
   get #buffer(): Uint8Array {
-    return this.#buf ??= new Uint8Array(BUFFER_SIZE);
+    return this.#buf ??= takeBuffer();
   }
 
   get #dataTimeoutMs(): number {
@@ -576,6 +582,10 @@ export class ProxySession {
     t.release();
     t.end();
     if (this.transfer === t) this.transfer = null;
+    if (this.#buf && !this.transfer) {
+      giveBuffer(this.#buf);
+      this.#buf = null;
+    }
   }
 
   /** Opens the client's side, the way the client asked for with PASV/EPSV or PORT/EPRT. */
