@@ -140,7 +140,7 @@ async function rein(s: Session) {
 }
 
 async function quit(s: Session) {
-  if (s.transfer) await s.transfer.done;
+  if (s.transfer) await s.transfer.ended;
   await s.reply(221, "Goodbye");
   s.close();
 }
@@ -497,7 +497,7 @@ async function startTransfer(
   const started = performance.now();
   const t: Transfer = {
     aborted: false,
-    done: Promise.resolve(),
+    ended: Promise.resolve(),
     abort() {
       t.aborted = true;
       try {
@@ -517,7 +517,7 @@ async function startTransfer(
     }
     seen = progress.bytes;
   }, timeoutMs);
-  t.done = (async () => {
+  t.ended = (async () => {
     let ok = false;
     try {
       await options.body(conn, progress);
@@ -813,7 +813,7 @@ async function abor(s: Session) {
   if (s.transfer) {
     const t = s.transfer;
     t.abort();
-    await t.done;
+    await t.ended;
     return s.reply(226, "ABOR successful");
   }
   if (s.passive) {

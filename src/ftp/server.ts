@@ -1,19 +1,17 @@
 /**
- * The FTP server: accepts control connections, enforces the session
- * limits, and runs one Session per connection. A session's failure never
- * reaches the accept loop.
+ * The FTP server: the shared control-connection accept loop running one
+ * FTP Session per connection, with the command table, users and limits.
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/schema.ts";
 import { LoginThrottle } from "../auth/throttle.ts";
 import { UserDb } from "../auth/users.ts";
-import { type LanNetworks, normalizeAddress, parseLanNetworks } from "../nat/announce.ts";
+import { type LanNetworks, parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
-import { formatReply } from "./codec.ts";
 import { buildCommandTable } from "./commands.ts";
-import { writeAll } from "./data_channel.ts";
-import { type ServerStats, Session, type SessionDeps } from "./session.ts";
+import { ControlServer, type ServerStats } from "./control_server.ts";
+import { Session, type SessionDeps } from "./session.ts";
 
 function throttleFor(config: Config): LoginThrottle {
   const l = config.limits;
@@ -26,28 +24,25 @@ function throttleFor(config: Config): LoginThrottle {
 
 /** A running FTP server. */
 export class FtpServer {
-  readonly sessions = new Set<Session>();
-  readonly stats: ServerStats = {
-    loginsOk: 0,
-    loginsFailed: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    transfers: 0,
-  };
-  #listener: Deno.TcpListener | null = null;
   readonly #deps: SessionDeps;
-  #loop: Promise<void> = Promise.resolve();
-  #perAddress = new Map<string, number>();
+  readonly #control: ControlServer<Session>;
 
   constructor(config: Config, options: { publicAddress: PublicAddress | null }) {
+    const log = getLogger(["pitifulnat", "ftp"]);
+    this.#control = new ControlServer<Session>({
+      log,
+      config: () => this.#deps.config,
+      isBanned: (addr) => this.#deps.throttle.bannedFor(addr) > 0,
+      createSession: (conn) => new Session(conn, this.#deps),
+    });
     this.#deps = {
       config,
       users: new UserDb(config),
       publicAddress: options.publicAddress,
       lan: parseLanNetworks(config.lan_networks),
       commands: buildCommandTable(),
-      log: getLogger(["pitifulnat", "ftp"]),
-      stats: this.stats,
+      log,
+      stats: this.#control.stats,
       throttle: throttleFor(config),
     };
   }
@@ -62,80 +57,30 @@ export class FtpServer {
     return this.#deps.lan;
   }
 
-  /** Binds the control port and starts accepting. */
-  listen(): Deno.NetAddr {
-    const { address, port } = this.#deps.config.listen;
-    this.#listener = Deno.listen({ hostname: address, port, transport: "tcp" });
-    this.#loop = this.#acceptLoop(this.#listener);
-    return this.#listener.addr as Deno.NetAddr;
+  /** Open sessions. */
+  get sessions(): ReadonlySet<Session> {
+    return this.#control.sessions;
   }
 
-  /** Replaces users, limits and the LAN list for new sessions (SIGHUP). */
+  /** Process-wide counters. */
+  get stats(): ServerStats {
+    return this.#control.stats;
+  }
+
+  /** Binds the control port and starts accepting. */
+  listen(): Deno.NetAddr {
+    return this.#control.listen();
+  }
+
+  /** Replaces users, limits, the LAN list and the public address (SIGHUP). */
   reload(config: Config, options: { publicAddress: PublicAddress | null }): void {
     // Sessions share this object, so open sessions see the new settings too.
+    // The throttle is kept, so a reload does not lift running bans.
     Object.assign(this.#deps, {
       config,
       publicAddress: options.publicAddress,
       users: new UserDb(config),
       lan: parseLanNetworks(config.lan_networks),
-      // The throttle is kept, so a reload does not lift running bans.
-    });
-  }
-
-  async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
-    const log = this.#deps.log;
-    while (true) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await listener.accept();
-      } catch (e) {
-        if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return;
-        log.error("accept failed: {error}", { error: (e as Error).message });
-        await new Promise((r) => setTimeout(r, 100));
-        continue;
-      }
-      this.#admit(conn);
-    }
-  }
-
-  #admit(conn: Deno.TcpConn): void {
-    const deps = this.#deps;
-    const limits = deps.config.limits;
-    const addr = conn.remoteAddr.hostname;
-    const fromHere = this.#perAddress.get(addr) ?? 0;
-    let refusal: string | null = null;
-    if (deps.throttle.bannedFor(normalizeAddress(addr)) > 0) {
-      refusal = "Too many failed logins from your address; try again later";
-    } else if (this.sessions.size >= limits.max_sessions) {
-      refusal = "Too many sessions; try again later";
-    } else if (fromHere >= limits.max_sessions_per_address) {
-      refusal = "Too many sessions from your address; try again later";
-    }
-    if (refusal) {
-      // Logged at debug: a flood must not become a flood of log lines.
-      deps.log.debug("refused connection from {addr}: {reason}", { addr, reason: refusal });
-      writeAll(conn, new TextEncoder().encode(formatReply(421, refusal)))
-        .catch(() => {})
-        .finally(() => {
-          try {
-            conn.close();
-          } catch { /* closed */ }
-        });
-      return;
-    }
-    try {
-      conn.setNoDelay(true);
-    } catch { /* not fatal */ }
-    const session = new Session(conn, deps);
-    this.sessions.add(session);
-    this.#perAddress.set(addr, fromHere + 1);
-    session.run().catch((e) => {
-      deps.log.error("session {session} failed: {error}", { ...session.ctx, error: e });
-    }).finally(() => {
-      this.sessions.delete(session);
-      const left = (this.#perAddress.get(addr) ?? 1) - 1;
-      if (left <= 0) this.#perAddress.delete(addr);
-      else this.#perAddress.set(addr, left);
     });
   }
 
@@ -143,25 +88,7 @@ export class FtpServer {
    * Stops accepting, lets running transfers finish for up to `graceMs`,
    * then closes every session with 421.
    */
-  async close(options: { graceMs?: number } = {}): Promise<void> {
-    try {
-      this.#listener?.close();
-    } catch { /* closed */ }
-    await this.#loop;
-    const running = [...this.sessions].flatMap((s) => s.transfer ? [s.transfer.done] : []);
-    if (running.length && options.graceMs) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.allSettled(running),
-        new Promise((r) => timer = setTimeout(r, options.graceMs)),
-      ]);
-      clearTimeout(timer);
-    }
-    const closing = [...this.sessions].map(async (s) => {
-      await s.reply(421, "Server shutting down");
-      s.close();
-      await s.finished;
-    });
-    await Promise.all(closing);
+  close(options: { graceMs?: number } = {}): Promise<void> {
+    return this.#control.close(options);
   }
 }

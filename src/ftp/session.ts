@@ -16,6 +16,9 @@ import type { PublicAddress } from "../nat/public_address.ts";
 import { formatReply, parseCommand } from "./codec.ts";
 import { DataError, giveBuffer, takeBuffer, writeAll } from "./data_channel.ts";
 import { readLines } from "./line_reader.ts";
+import type { ControlSession, ServerStats } from "./control_server.ts";
+
+export type { ServerStats };
 
 /** What every session shares with the server. */
 export interface SessionDeps {
@@ -30,15 +33,6 @@ export interface SessionDeps {
   stats: ServerStats;
   /** Failed logins per client address. */
   throttle: LoginThrottle;
-}
-
-/** Process-wide counters. */
-export interface ServerStats {
-  loginsOk: number;
-  loginsFailed: number;
-  bytesIn: number;
-  bytesOut: number;
-  transfers: number;
 }
 
 /** A command, declared once: HELP and FEAT are generated from these. */
@@ -61,7 +55,7 @@ export interface CommandSpec {
 
 /** A transfer running in the background of a session. */
 export interface Transfer {
-  done: Promise<void>;
+  ended: Promise<void>;
   aborted: boolean;
   /** Closes the data connection; the transfer then replies 426. */
   abort(): void;
@@ -89,7 +83,7 @@ const KEEPS_REST = new Set([
 let nextId = 1;
 
 /** One FTP session on a control connection. */
-export class Session {
+export class Session implements ControlSession {
   readonly id: string;
   readonly peer: string;
   readonly peerPort: number;
@@ -153,6 +147,18 @@ export class Session {
     return this.#writes;
   }
 
+  /** The logged-in user's name, for status. */
+  get userName(): string | null {
+    return this.account?.name ?? null;
+  }
+
+  /** Tells the client 421 and ends the session; resolves once it has ended. */
+  async shutdown(text: string): Promise<void> {
+    await this.reply(421, text);
+    this.close();
+    await this.finished;
+  }
+
   /** Resolves when run() has finished cleaning up. */
   get finished(): Promise<void> {
     return this.#finished.promise;
@@ -204,7 +210,7 @@ export class Session {
   async #dispatch(line: string): Promise<void> {
     const { verb, arg } = parseCommand(line);
     const spec = this.deps.commands.get(verb);
-    if (this.transfer && !spec?.duringTransfer) await this.transfer.done;
+    if (this.transfer && !spec?.duringTransfer) await this.transfer.ended;
     if (!spec) {
       const shown = verb.replace(/[^\x21-\x7e]/g, "?").slice(0, 16);
       return this.reply(500, `${shown || "(empty)"}: command not understood`);
@@ -298,7 +304,7 @@ export class Session {
     clearTimeout(this.#idle);
     if (this.transfer) {
       this.transfer.abort();
-      await this.transfer.done.catch(() => {});
+      await this.transfer.ended.catch(() => {});
     }
     await this.#writes;
     this.close();

@@ -3,7 +3,8 @@
  * Prometheus metrics on a loopback-only HTTP port (off unless configured).
  * @module
  */
-import type { FtpServer } from "../ftp/server.ts";
+import type { Config } from "../config/schema.ts";
+import type { ControlSession, ServerStats } from "../ftp/control_server.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 
 /** The status snapshot served as JSON and printed by `pitifulnat status`. */
@@ -19,7 +20,7 @@ export interface StatusSnapshot {
     since: string;
     transfer: string | null;
   }[];
-  stats: FtpServer["stats"];
+  stats: ServerStats;
 }
 
 const NOT_CONFIGURED: ReturnType<PublicAddress["snapshot"]> = {
@@ -36,7 +37,7 @@ const NOT_CONFIGURED: ReturnType<PublicAddress["snapshot"]> = {
 
 /** Builds the snapshot. */
 export function statusSnapshot(
-  server: FtpServer,
+  server: { config: Config; sessions: ReadonlySet<ControlSession>; stats: ServerStats },
   options: { publicAddress: PublicAddress | null; version: string; startedAt: Date },
 ): StatusSnapshot {
   const { address, port } = server.config.listen;
@@ -48,7 +49,7 @@ export function statusSnapshot(
     sessions: [...server.sessions].map((s) => ({
       id: s.id,
       peer: `${s.peer}:${s.peerPort}`,
-      user: s.account?.name ?? null,
+      user: s.userName,
       since: new Date(s.openedAt).toISOString(),
       transfer: s.transfer?.describe() ?? null,
     })),

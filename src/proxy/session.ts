@@ -26,8 +26,8 @@ import {
   takeBuffer,
   writeAll,
 } from "../ftp/data_channel.ts";
+import type { ControlSession, ServerStats } from "../ftp/control_server.ts";
 import { readLines } from "../ftp/line_reader.ts";
-import type { ServerStats } from "../ftp/session.ts";
 import {
   activeTarget,
   announceAddress,
@@ -130,7 +130,7 @@ export class ProxyTransfer {
 }
 
 /** One client's session through the proxy. */
-export class ProxySession {
+export class ProxySession implements ControlSession {
   readonly id: string;
   readonly peer: string;
   readonly peerPort: number;
@@ -162,6 +162,11 @@ export class ProxySession {
     this.peer = normalizeAddress(conn.remoteAddr.hostname);
     this.peerPort = conn.remoteAddr.port;
     this.local = normalizeAddress(conn.localAddr.hostname);
+  }
+
+  /** The user name seen in USER, for status. */
+  get userName(): string | null {
+    return this.user;
   }
 
   /** The logger context of every line this session logs. */

@@ -311,15 +311,20 @@ export class NatLab {
   readonly #procs: Proc[] = [];
   readonly #dir: string;
 
-  private constructor(dir: string) {
-    const prefix = `pn${Deno.pid}-`;
+  private constructor(dir: string, tag: string) {
+    const prefix = `pn${Deno.pid}${tag}-`;
     this.ns = Object.fromEntries(ROLES.map((r) => [r, prefix + r])) as Record<Role, string>;
     this.#dir = dir;
   }
 
-  /** Builds the lab; on failure removes whatever was made and rethrows. */
-  static async create(): Promise<NatLab> {
-    const lab = new NatLab(await Deno.makeTempDir({ prefix: "pn-lab-" }));
+  /**
+   * Builds the lab; on failure removes whatever was made and rethrows.
+   * `tag` (letters) keeps the namespace names of labs in one process apart.
+   */
+  static async create(options: { tag?: string } = {}): Promise<NatLab> {
+    const tag = options.tag ?? "";
+    if (!/^[a-z]*$/.test(tag)) throw new TypeError(`lab tag must be lower-case letters: ${tag}`);
+    const lab = new NatLab(await Deno.makeTempDir({ prefix: "pn-lab-" }), tag);
     try {
       await lab.#build();
     } catch (e) {

@@ -1,0 +1,162 @@
+/**
+ * The accept loop both `serve` and `proxy` run: binds the control port,
+ * admits connections within the session limits (in total, per address,
+ * banned addresses), runs one session per connection, and stops
+ * gracefully. A session's failure never reaches the accept loop.
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Config } from "../config/schema.ts";
+import { normalizeAddress } from "../nat/announce.ts";
+import { formatReply } from "./codec.ts";
+import { writeAll } from "./data_channel.ts";
+
+/** What the accept loop and the status snapshot need of a session. */
+export interface ControlSession {
+  readonly id: string;
+  readonly peer: string;
+  readonly peerPort: number;
+  readonly openedAt: number;
+  /** Logger properties naming the session. */
+  readonly ctx: Record<string, unknown>;
+  /** The user name seen, once known. */
+  readonly userName: string | null;
+  /** The running transfer, if any. */
+  readonly transfer: { readonly ended: Promise<void>; describe(): string } | null;
+  /** Serves the connection until it ends. */
+  run(): Promise<void>;
+  /** Tells the client 421 with `text` and ends the session. */
+  shutdown(text: string): Promise<void>;
+}
+
+/** Process-wide counters, read by the status and metrics endpoints. */
+export interface ServerStats {
+  loginsOk: number;
+  loginsFailed: number;
+  bytesIn: number;
+  bytesOut: number;
+  transfers: number;
+}
+
+/** How a {@linkcode ControlServer} gets its settings and makes sessions. */
+export interface ControlServerOptions<S> {
+  log: Logger;
+  /** The live config: limits are read at each admission. */
+  config: () => Config;
+  /** True for an address refused at connect (failed-login ban). */
+  isBanned?: (addr: string) => boolean;
+  createSession: (conn: Deno.TcpConn) => S;
+}
+
+/** A control-connection server running sessions of type `S`. */
+export class ControlServer<S extends ControlSession> {
+  readonly sessions: Set<S> = new Set<S>();
+  readonly stats: ServerStats = {
+    loginsOk: 0,
+    loginsFailed: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    transfers: 0,
+  };
+  #listener: Deno.TcpListener | null = null;
+  #loop: Promise<void> = Promise.resolve();
+  readonly #perAddress = new Map<string, number>();
+  readonly #running = new Set<Promise<void>>();
+  readonly #options: ControlServerOptions<S>;
+
+  constructor(options: ControlServerOptions<S>) {
+    this.#options = options;
+  }
+
+  /** Binds the control port from the live config and starts accepting. */
+  listen(): Deno.NetAddr {
+    const { address, port } = this.#options.config().listen;
+    this.#listener = Deno.listen({ hostname: address, port, transport: "tcp" });
+    this.#loop = this.#acceptLoop(this.#listener);
+    return this.#listener.addr as Deno.NetAddr;
+  }
+
+  async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
+    while (true) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (e) {
+        if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return;
+        this.#options.log.error("accept failed: {error}", { error: (e as Error).message });
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      this.#admit(conn);
+    }
+  }
+
+  #refusal(addr: string): string | null {
+    const limits = this.#options.config().limits;
+    if (this.#options.isBanned?.(normalizeAddress(addr))) {
+      return "Too many failed logins from your address; try again later";
+    }
+    if (this.sessions.size >= limits.max_sessions) return "Too many sessions; try again later";
+    if ((this.#perAddress.get(addr) ?? 0) >= limits.max_sessions_per_address) {
+      return "Too many sessions from your address; try again later";
+    }
+    return null;
+  }
+
+  #admit(conn: Deno.TcpConn): void {
+    const { log, createSession } = this.#options;
+    const addr = conn.remoteAddr.hostname;
+    const refusal = this.#refusal(addr);
+    if (refusal) {
+      // Logged at debug: a flood must not become a flood of log lines.
+      log.debug("refused connection from {addr}: {reason}", { addr, reason: refusal });
+      writeAll(conn, new TextEncoder().encode(formatReply(421, refusal)))
+        .catch(() => {})
+        .finally(() => {
+          try {
+            conn.close();
+          } catch { /* closed */ }
+        });
+      return;
+    }
+    try {
+      conn.setNoDelay(true);
+    } catch { /* not fatal */ }
+    const session = createSession(conn);
+    this.sessions.add(session);
+    this.#perAddress.set(addr, (this.#perAddress.get(addr) ?? 0) + 1);
+    const running = session.run().catch((e) => {
+      log.error("session {session} failed: {error}", { ...session.ctx, error: e });
+    }).finally(() => {
+      this.sessions.delete(session);
+      this.#running.delete(running);
+      const left = (this.#perAddress.get(addr) ?? 1) - 1;
+      if (left <= 0) this.#perAddress.delete(addr);
+      else this.#perAddress.set(addr, left);
+    });
+    this.#running.add(running);
+  }
+
+  /**
+   * Stops accepting, lets running transfers finish for up to `graceMs`,
+   * then tells every client 421 and waits for the sessions to end.
+   */
+  async close(options: { graceMs?: number; text?: string } = {}): Promise<void> {
+    try {
+      this.#listener?.close();
+    } catch { /* closed */ }
+    await this.#loop;
+    const running = [...this.sessions].flatMap((s) => s.transfer ? [s.transfer.ended] : []);
+    if (running.length && options.graceMs) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.allSettled(running),
+        new Promise((r) => timer = setTimeout(r, options.graceMs)),
+      ]);
+      clearTimeout(timer);
+    }
+    const text = options.text ?? "Server shutting down";
+    await Promise.all([...this.sessions].map((s) => s.shutdown(text)));
+    await Promise.all([...this.#running]);
+  }
+}
