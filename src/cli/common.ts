@@ -6,8 +6,8 @@
 import { DEFAULT_CONFIG_YAML, makeDemoDir } from "../config/default.ts";
 import { ConfigError, loadConfig, parseConfig } from "../config/load.ts";
 import { locateConfig, missingMessage } from "../config/locate.ts";
-import type { Config } from "../config/schema.ts";
-import { parseDnsServer, PublicAddress } from "../nat/public_address.ts";
+import { type Config, parseDnsServer } from "../config/schema.ts";
+import { PublicAddress } from "../nat/public_address.ts";
 
 /** A loaded config and where it came from. */
 export interface Loaded {

@@ -10,6 +10,7 @@
 
 import { z } from "zod";
 import ipaddr from "ipaddr.js";
+import { type DnsServer, parseDnsServer as parseDnsServerOrThrow } from "../nat/public_address.ts";
 
 /** Permissions a user can hold; each FTP command needs at most one of them. */
 export const PERMISSIONS = ["read", "write", "delete", "mkdir", "rename"] as const;
@@ -79,28 +80,12 @@ function isHostName(text: string): boolean {
  * as `nameServer`. Accepts `1.2.3.4`, `1.2.3.4:5353`, `::1`, `[::1]` and
  * `[::1]:5353`; the port defaults to 53. Returns `undefined` when invalid.
  */
-export function parseDnsServer(text: string): { ipAddr: string; port: number } | undefined {
-  let address: string;
-  let port = "53";
-  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(text);
-  if (bracketed) {
-    address = bracketed[1];
-    port = bracketed[2] ?? port;
-    if (!ipaddr.IPv6.isValid(address)) return undefined;
-  } else if (text.indexOf(":") !== text.lastIndexOf(":")) {
-    address = text;
-    if (!ipaddr.IPv6.isValid(address)) return undefined;
-  } else {
-    const plain = /^([^:]+)(?::(\d{1,5}))?$/.exec(text);
-    if (!plain) return undefined;
-    address = plain[1];
-    port = plain[2] ?? port;
-    if (!ipaddr.IPv4.isValidFourPartDecimal(address)) return undefined;
+export function parseDnsServer(text: string): DnsServer | undefined {
+  try {
+    return parseDnsServerOrThrow(text);
+  } catch {
+    return undefined;
   }
-  if (address.includes("%")) return undefined;
-  const portNumber = Number(port);
-  if (portNumber < 1 || portNumber > 65535) return undefined;
-  return { ipAddr: address, port: portNumber };
 }
 
 /** An integer in `[min, max]`, with one message for every way to miss it. */
