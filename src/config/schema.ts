@@ -10,6 +10,7 @@
 
 import { z } from "zod";
 import ipaddr from "ipaddr.js";
+import { DEFAULT_LAN_NETWORKS } from "../nat/announce.ts";
 import { type DnsServer, parseDnsServer as parseDnsServerOrThrow } from "../nat/public_address.ts";
 
 /** Permissions a user can hold; each FTP command needs at most one of them. */
@@ -24,20 +25,7 @@ export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
 /** One level from {@linkcode LOG_LEVELS}. */
 export type LogLevel = typeof LOG_LEVELS[number];
 
-/**
- * Networks treated as "the server's own LAN" by default: private, loopback
- * and link-local ranges. Clients from these are told the LAN address.
- */
-export const DEFAULT_LAN_NETWORKS: readonly string[] = [
-  "10.0.0.0/8",
-  "172.16.0.0/12",
-  "192.168.0.0/16",
-  "127.0.0.0/8",
-  "169.254.0.0/16",
-  "::1/128",
-  "fe80::/10",
-  "fc00::/7",
-];
+export { DEFAULT_LAN_NETWORKS };
 
 /** Longest timeout we accept, so timers never overflow and sessions cannot hang for days. */
 const MAX_TIMEOUT_SECONDS = 86_400;
