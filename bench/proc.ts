@@ -14,7 +14,8 @@
 /** Clock ticks per second of /proc/<pid>/stat times (sysconf(_SC_CLK_TCK)). */
 const CLK_TCK = 100;
 
-interface StatLine {
+/** The fields of /proc/<pid>/stat the benchmarks use. */
+export interface StatLine {
   pid: number;
   ppid: number;
   state: string;
@@ -64,13 +65,6 @@ export function processTree(root: number): StatLine[] {
   return out;
 }
 
-/** Total CPU seconds the tree has used so far (see the module note). */
-export function treeCpuSeconds(root: number): number {
-  let ticks = 0;
-  for (const p of processTree(root)) ticks += p.ticks;
-  return ticks / CLK_TCK;
-}
-
 function statusKiB(pid: number, key: string): number {
   try {
     const text = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -99,17 +93,33 @@ export function treeRssKiB(root: number, options: MemoryOptions = {}): number {
   return kib;
 }
 
-/** Sum of PSS over the tree, in KiB: shared pages split among their users. */
-export function treePssKiB(root: number, options: MemoryOptions = {}): number {
+function smapsKiB(root: number, keys: string[], options: MemoryOptions): number {
   let kib = 0;
   for (const pid of memberPids(root, options)) {
     try {
       const text = Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`);
-      const m = text.match(/^Pss:\s+(\d+) kB/m);
-      if (m) kib += Number(m[1]);
+      for (const key of keys) {
+        const m = text.match(new RegExp(`^${key}:\\s+(\\d+) kB`, "m"));
+        if (m) kib += Number(m[1]);
+      }
     } catch { /* exited */ }
   }
   return kib;
+}
+
+/** Sum of PSS over the tree, in KiB: shared pages split among their users. */
+export function treePssKiB(root: number, options: MemoryOptions = {}): number {
+  return smapsKiB(root, ["Pss"], options);
+}
+
+/**
+ * Sum of private dirty memory over the tree, in KiB: heap, stacks and
+ * copy-on-write pages a process has written. Unlike PSS or private clean
+ * pages it does not change when another process maps the same libraries,
+ * so its growth is what new sessions cost.
+ */
+export function treePrivateDirtyKiB(root: number, options: MemoryOptions = {}): number {
+  return smapsKiB(root, ["Private_Dirty"], options);
 }
 
 /** Number of processes in the tree. */

@@ -10,7 +10,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { runCommand, running, which, within } from "./servers/common.ts";
+import { killClients, runCommand, running, which, within } from "./servers/common.ts";
 import type { BenchServer, BenchUser, Prepared, RunningServer } from "./servers/common.ts";
 import { ftpSrv } from "./servers/ftp_srv.ts";
 import { pitifulnat } from "./servers/pitifulnat.ts";
@@ -18,15 +18,7 @@ import { proftpd } from "./servers/proftpd.ts";
 import { pureFtpd } from "./servers/pure_ftpd.ts";
 import { pyftpdlib } from "./servers/pyftpdlib.ts";
 import { vsftpd } from "./servers/vsftpd.ts";
-import {
-  FILES,
-  FULL,
-  median,
-  QUICK,
-  type Sizes,
-  type Workload,
-  WORKLOADS,
-} from "./workloads.ts";
+import { FILES, FULL, median, QUICK, type Sizes, type Workload, WORKLOADS } from "./workloads.ts";
 
 const ALL_SERVERS: readonly BenchServer[] = [
   pitifulnat,
@@ -37,6 +29,15 @@ const ALL_SERVERS: readonly BenchServer[] = [
   ftpSrv,
 ];
 const BASELINE = "vsftpd";
+/** Control ports 19000, 19001, ... (another free port if one is taken). */
+const CONTROL_PORT_BASE = 19000;
+/**
+ * Passive ranges of 2,100 ports from 20000 up, all six below the kernel's
+ * ephemeral ports (32768): Pure-FTPd caps its sessions at half its range,
+ * and the idle workload holds 1,000 sessions.
+ */
+const PASSIVE_BASE = 20000;
+const PASSIVE_SIZE = 2100;
 const USER_NAME = "pnbench";
 
 interface Entry {
@@ -126,7 +127,7 @@ async function diskWrite(dir: string, bytes: number): Promise<number> {
 
 async function iperf3(seconds: number): Promise<number | string> {
   if (!await which("iperf3")) return "skipped: iperf3 is not installed (apt-get install iperf3)";
-  const port = freePort(21099);
+  const port = freePort(CONTROL_PORT_BASE - 1);
   const server = new Deno.Command("iperf3", {
     args: ["-s", "-1", "-B", "127.0.0.1", "-p", String(port)],
     stdin: "null",
@@ -159,6 +160,11 @@ async function iperf3(seconds: number): Promise<number | string> {
     await within(server.status, 3000);
     server.stderr.cancel().catch(() => {});
   }
+}
+
+/** The 1-minute load average: other work on the machine skews every figure. */
+async function loadAverage(): Promise<string> {
+  return (await Deno.readTextFile("/proc/loadavg")).split(" ")[0];
 }
 
 // ---- report --------------------------------------------------------------
@@ -224,10 +230,18 @@ async function main(): Promise<number> {
     return 2;
   }
   const wanted = values.servers?.split(",").map((s) => s.trim());
-  const servers = ALL_SERVERS.filter((s) => !wanted || wanted.includes(s.name));
+  const unknown = wanted?.filter((n) => !ALL_SERVERS.some((s) => s.name === n)) ?? [];
   const wantedW = values.workloads?.split(",").map(Number);
+  const unknownW = wantedW?.filter((id) => !WORKLOADS.some((w) => w.id === id)) ?? [];
+  if (unknown.length || unknownW.length) {
+    console.error(`unknown server or workload: ${[...unknown, ...unknownW].join(", ")}`);
+    return 2;
+  }
+  const servers = ALL_SERVERS.filter((s) => !wanted || wanted.includes(s.name));
   const workloads = WORKLOADS.filter((w) => !wantedW || wantedW.includes(w.id));
 
+  const loadBefore = await loadAverage();
+  const startedAt = performance.now();
   const tmp = await Deno.makeTempDir({ prefix: "pn-bench-" });
   // Servers that drop to the benchmark user must reach the served files.
   await Deno.chmod(tmp, 0o755);
@@ -241,12 +255,13 @@ async function main(): Promise<number> {
   let cleaned: Promise<void> | null = null;
   const cleanup = () =>
     cleaned ??= (async () => {
+      killClients();
       await Promise.all([...running].map((s) => s.stop()));
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
       // The system account was only needed while vsftpd ran: lock it again.
       const known = await runCommand(["getent", "passwd", USER_NAME], { timeoutMs: 10_000 });
       if (known.code === 0 && Deno.uid() === 0) {
-        await runCommand(["usermod", "--lock", USER_NAME], { timeoutMs: 10_000 });
+        await runCommand(["usermod", "--lock", "--home", "/", USER_NAME], { timeoutMs: 10_000 });
       }
     })();
   Deno.addSignalListener("SIGINT", onSignal);
@@ -290,9 +305,9 @@ async function main(): Promise<number> {
         server,
         prepared,
         dir,
-        port: freePort(21100 + index),
-        pasvMin: 23000 + index * 400,
-        pasvMax: 23000 + index * 400 + 399,
+        port: freePort(CONTROL_PORT_BASE + index),
+        pasvMin: PASSIVE_BASE + index * PASSIVE_SIZE,
+        pasvMax: PASSIVE_BASE + (index + 1) * PASSIVE_SIZE - 1,
       });
       index++;
     }
@@ -326,6 +341,7 @@ async function main(): Promise<number> {
           let server: RunningServer | null = null;
           try {
             if (!w.ownStart) server = await startOf(e)(true);
+            const t0 = performance.now();
             const figures = await w.run({
               server,
               startServer: startOf(e),
@@ -336,9 +352,11 @@ async function main(): Promise<number> {
             });
             for (const [k, v] of Object.entries(figures)) record(name, `${w.id}.${k}`, v);
             const shown = w.metrics(sizes).map((m) => `${m.key}=${fmt(figures[m.key], m.digits)}`);
-            log(`  ${w.id} ${w.title}: ${name}: ${shown.join(" ")}`);
+            const secs = ((performance.now() - t0) / 1000).toFixed(1);
+            log(`  ${w.id} ${w.title}: ${name}: ${shown.join(" ")} (${secs} s)`);
           } catch (err) {
-            const tail = server?.tail().trim().split("\n").slice(-5).join("\n    ") ?? "";
+            const tail = server?.tail().trim().split("\n").slice(-3)
+              .map((l) => l.slice(0, 200)).join("\n    ") ?? "";
             const msg = `round ${r + 1}, workload ${w.id}, ${name}: ${(err as Error).message}` +
               (tail ? `\n    server output: ${tail}` : "");
             errors.push(msg);
@@ -357,15 +375,17 @@ async function main(): Promise<number> {
       "",
       `Machine: ${navigator.hardwareConcurrency} cores (${cpu ?? "unknown CPU"}), ` +
       `Linux ${kernel}. Client and server share these ${navigator.hardwareConcurrency} cores; ` +
-      "all traffic is on 127.0.0.1.",
+      "all traffic is on 127.0.0.1. " +
+      `Load average (1 min) before the run: ${loadBefore}, after: ${await loadAverage()}; ` +
+      `run time ${((performance.now() - startedAt) / 60_000).toFixed(1)} min.`,
       "",
       "Machine limits, same run:",
       `- loopback TCP, iperf3 single stream: ${
         typeof loop === "number" ? `${fmt(loop, 0)} MB/s` : loop
       }`,
-      `- page-cache read of the ${
-        sizes.bigBytes >> 20
-      } MiB test file (Deno, 1 MiB reads): ${fmt(cacheRead, 0)} MB/s`,
+      `- page-cache read of the ${sizes.bigBytes >> 20} MiB test file (Deno, 1 MiB reads): ${
+        fmt(cacheRead, 0)
+      } MB/s`,
       `- disk write of ${sizes.bigBytes >> 20} MiB + fdatasync: ${fmt(diskRate, 0)} MB/s`,
       "",
       table(entries, results, workloads, sizes),
@@ -401,4 +421,3 @@ async function main(): Promise<number> {
 if (import.meta.main) {
   Deno.exit(await main());
 }
-

@@ -70,6 +70,15 @@ const SUBREAPER = new URL("./subreaper.py", import.meta.url).pathname;
 /** Every server started and not yet stopped, for cleanup on failure. */
 export const running = new Set<RunningServer>();
 
+/** PIDs of client processes still running, for cleanup on failure. */
+export const clients = new Set<number>();
+
+/** Kills every client process still running (on interruption). */
+export function killClients(): void {
+  for (const pid of clients) kill(pid, "SIGKILL");
+  clients.clear();
+}
+
 /** Keeps the last `max` characters of a stream. */
 class Tail {
   #text = "";
@@ -206,8 +215,12 @@ export async function spawnServer(
     tail: () => tail.toString(),
     stop() {
       stopped ??= (async () => {
-        // Everything below the root, taken before the root can go away.
+        // The whole tree, taken before the root can go away. Descendants
+        // go first, newest first, and their parents get a moment to reap
+        // them: a process orphaned to PID 1 may stay a zombie for good.
         const tree = processTree(child.pid).map((p) => p.pid);
+        for (const pid of tree.slice(1).reverse()) kill(pid, "SIGTERM");
+        for (let i = 0; i < 50 && processTree(child.pid).length > 1; i++) await sleep(10);
         kill(child.pid, "SIGTERM");
         if (await within(status, 3000) === "timeout") kill(child.pid, "SIGKILL");
         for (const pid of [...tree, ...processTree(child.pid).map((p) => p.pid)]) {
@@ -249,12 +262,14 @@ export async function runCommand(
     await w.close().catch(() => {});
   }
   const timer = setTimeout(() => kill(child.pid, "SIGKILL"), options.timeoutMs);
+  clients.add(child.pid);
   try {
     const out = await child.output();
     const dec = new TextDecoder();
     return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
   } finally {
     clearTimeout(timer);
+    clients.delete(child.pid);
   }
 }
 

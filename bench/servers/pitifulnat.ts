@@ -33,18 +33,22 @@ export const pitifulnat: BenchServer = {
     const config = `${o.dir}/pitifulnat.yaml`;
     await Deno.writeTextFile(
       config,
-      JSON.stringify({
-        listen: { address: "127.0.0.1", port: o.port },
-        passive: { min_port: o.pasvMin, max_port: o.pasvMax },
-        users: [{
-          name: o.user.name,
-          password: passwordHash,
-          home: o.root,
-          permissions: ["read", "write", "delete", "mkdir", "rename"],
-        }],
-        limits: { max_sessions: 4000, max_sessions_per_address: 4000 },
-        log: { level: "info" },
-      }, null, 2) + "\n", // JSON is YAML
+      JSON.stringify(
+        {
+          listen: { address: "127.0.0.1", port: o.port },
+          passive: { min_port: o.pasvMin, max_port: o.pasvMax },
+          users: [{
+            name: o.user.name,
+            password: passwordHash,
+            home: o.root,
+            permissions: ["read", "write", "delete", "mkdir", "rename"],
+          }],
+          limits: { max_sessions: 4000, max_sessions_per_address: 4000 },
+          log: { level: "info" },
+        },
+        null,
+        2,
+      ) + "\n", // JSON is YAML
     );
     return await spawnServer(
       [Deno.execPath(), "run", ...PERMISSIONS, "main.ts", "serve", "--config", config],

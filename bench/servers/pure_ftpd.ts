@@ -1,16 +1,62 @@
 /**
- * Pure-FTPd. Placeholder while the adapter is written.
+ * Pure-FTPd, run in the foreground from its command line with the system
+ * user `pnbench` (`-l unix`: shadow file and crypt()). It forks per session,
+ * so it is started under the subreaper launcher when CPU time is measured.
+ *
+ * Debian's package conflicts with vsftpd's; set PUREFTPD_BIN to a binary
+ * unpacked from the package to run both (see bench/README.md).
  * @module
  */
-import type { BenchServer } from "./common.ts";
+import {
+  type BenchServer,
+  ensureSystemUser,
+  runCommand,
+  spawnServer,
+  systemPasswordHash,
+  which,
+} from "./common.ts";
+
+function binary(): string {
+  return Deno.env.get("PUREFTPD_BIN") ?? "/usr/sbin/pure-ftpd";
+}
 
 /** Pure-FTPd. */
 export const pureFtpd: BenchServer = {
   name: "pure-ftpd",
-  prepare() {
-    return Promise.resolve("not installed");
+  async prepare({ user, root }) {
+    const bin = binary();
+    if (!await which(bin)) {
+      return `${bin} is not installed (Debian's pure-ftpd conflicts with vsftpd; ` +
+        "set PUREFTPD_BIN to an unpacked binary, see bench/README.md)";
+    }
+    const failed = await ensureSystemUser(user, root);
+    if (failed) return failed;
+    const help = await runCommand([bin, "--help"], { timeoutMs: 10_000 });
+    const version = `${help.stdout}${help.stderr}`.match(/v(\d[\w.]*)/)?.[1] ?? "unknown";
+    return {
+      version,
+      passwordHash: `getspnam + ${await systemPasswordHash(user.name)}`,
+    };
   },
-  start() {
-    return Promise.reject(new Error("not installed"));
+  async start(o) {
+    return await spawnServer([
+      binary(),
+      "--bind",
+      `127.0.0.1,${o.port}`,
+      "--passiveportrange",
+      `${o.pasvMin}:${o.pasvMax}`,
+      "--login",
+      "unix",
+      "--noanonymous",
+      "--dontresolve",
+      // Unlimited in practice, as the others; the defaults are 50 and none.
+      "--maxclientsnumber",
+      "4000",
+      "--maxclientsperip",
+      "4000",
+      // A transfer log, as the others keep.
+      "--altlog",
+      `clf:${o.dir}/xferlog`,
+    ], { port: o.port, subreaper: o.account, cwd: o.dir });
   },
 };
