@@ -178,13 +178,26 @@ export class Jail {
    *
    * One realPath call when no symlink is involved.
    */
-  async resolve(virtualPath: string, options: ResolveOptions = {}): Promise<string> {
+  resolve(virtualPath: string, options: ResolveOptions = {}): Promise<string> {
+    try {
+      return Promise.resolve(this.resolveSync(virtualPath, options));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * {@linkcode resolve}, synchronously. The checks are metadata lookups that
+   * the kernel answers from its caches; a thread-pool hop for each costs
+   * more than the lookup, and this runs for every path a command names.
+   */
+  resolveSync(virtualPath: string, options: ResolveOptions = {}): string {
     if (this.#real === "") throw new Error("Jail.init() was not called");
     const virtual = resolveVirtual("/", virtualPath);
     const lexical = virtual === "/" ? this.#real : this.#prefix + virtual.slice(1);
     let canonical: string | undefined;
     try {
-      canonical = await Deno.realPath(lexical);
+      canonical = Deno.realPathSync(lexical);
     } catch (err) {
       if (err instanceof Deno.errors.FilesystemLoop) {
         throw new PathError(550, `${virtual}: too many levels of symbolic links`);
@@ -196,14 +209,14 @@ export class Jail {
       if (canonical === lexical || virtual === "/") return canonical;
       // A symlink somewhere on the way: name the last component through the
       // parent's canonical path, which must be inside as well.
-      return await this.#throughParent(lexical, virtual);
+      return this.#throughParent(lexical, virtual);
     }
     if (options.mustExist || !options.forCreate) {
       throw new PathError(550, `${virtual}: no such file or directory`);
     }
-    const real = await this.#throughParent(lexical, virtual);
+    const real = this.#throughParent(lexical, virtual);
     try {
-      await Deno.lstat(real);
+      Deno.lstatSync(real);
     } catch (err) {
       if (isMissing(err)) return real;
       throw new PathError(550, `${virtual}: not accessible`);
@@ -213,11 +226,11 @@ export class Jail {
   }
 
   /** Canonical parent (checked inside) joined with the last component. */
-  async #throughParent(lexical: string, virtual: string): Promise<string> {
+  #throughParent(lexical: string, virtual: string): string {
     const [parent, name] = splitLast(lexical);
     let parentReal: string;
     try {
-      parentReal = await Deno.realPath(parent);
+      parentReal = Deno.realPathSync(parent);
     } catch (err) {
       if (isMissing(err)) throw new PathError(550, `${virtual}: no such directory`);
       throw new PathError(550, `${virtual}: not accessible`);

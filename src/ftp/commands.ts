@@ -22,6 +22,7 @@ import {
   diskError,
   type Progress,
   pump,
+  SyncingFile,
   writeAll,
 } from "./data_channel.ts";
 import type { CommandSpec, Session, Transfer } from "./session.ts";
@@ -186,7 +187,7 @@ async function stat(s: Session, arg: string) {
   const { path } = parseListArgs(arg);
   const vpath = resolvePath(s, path);
   const real = await jail(s).resolve(vpath, { mustExist: true });
-  const info = await Deno.stat(real);
+  const info = Deno.statSync(real);
   const now = new Date();
   const entries = info.isDirectory
     ? await readEntries(real)
@@ -249,7 +250,7 @@ function stru(s: Session, arg: string) {
 async function cwd(s: Session, arg: string) {
   const vpath = resolvePath(s, arg);
   const real = await jail(s).resolve(vpath, { mustExist: true });
-  const info = await Deno.stat(real);
+  const info = Deno.statSync(real);
   if (!info.isDirectory) return s.reply(550, "Not a directory");
   s.cwd = vpath;
   return s.reply(250, `Directory changed to ${vpath}`);
@@ -270,7 +271,7 @@ async function rmd(s: Session, arg: string) {
   const vpath = resolvePath(s, arg);
   if (vpath === "/") return s.reply(550, "Cannot remove the home directory");
   const real = await jail(s).resolve(vpath, { mustExist: true });
-  const info = await Deno.lstat(real);
+  const info = Deno.lstatSync(real);
   if (!info.isDirectory) return s.reply(550, "Not a directory");
   await Deno.remove(real);
   return s.reply(250, "Directory removed");
@@ -281,7 +282,7 @@ async function rmd(s: Session, arg: string) {
 async function dele(s: Session, arg: string) {
   const vpath = resolvePath(s, arg);
   const real = await jail(s).resolve(vpath, { mustExist: true });
-  const info = await Deno.lstat(real);
+  const info = Deno.lstatSync(real);
   if (info.isDirectory) return s.reply(550, "Is a directory; use RMD");
   await Deno.remove(real);
   return s.reply(250, "File deleted");
@@ -308,14 +309,14 @@ async function rnto(s: Session, arg: string) {
 
 async function size(s: Session, arg: string) {
   const real = await jail(s).resolve(resolvePath(s, arg), { mustExist: true });
-  const info = await Deno.stat(real);
+  const info = Deno.statSync(real);
   if (!info.isFile) return s.reply(550, "Not a plain file");
   return s.reply(213, String(info.size));
 }
 
 async function mdtmCmd(s: Session, arg: string) {
   const real = await jail(s).resolve(resolvePath(s, arg), { mustExist: true });
-  const info = await Deno.stat(real);
+  const info = Deno.statSync(real);
   if (!info.isFile) return s.reply(550, "Not a plain file");
   return s.reply(213, mdtm(info.mtime));
 }
@@ -521,7 +522,7 @@ async function startTransfer(
     let ok = false;
     try {
       await options.body(conn, progress);
-      if (options.direction === "out") await conn.closeWrite().catch(() => {});
+      // The data was handed to the kernel; the close below sends it, then FIN.
       ok = true;
     } catch (e) {
       if (stalled) await s.reply(426, "Data connection timed out; transfer aborted");
@@ -578,9 +579,9 @@ async function startTransfer(
 async function retr(s: Session, arg: string) {
   const vpath = resolvePath(s, arg);
   const real = await jail(s).resolve(vpath, { mustExist: true });
-  const file = await Deno.open(real, { read: true });
+  const file = Deno.openSync(real, { read: true });
   try {
-    const info = await file.stat();
+    const info = file.statSync();
     if (!info.isFile) throw new PathError(550, "Not a plain file");
     const offset = s.restOffset;
     s.restOffset = 0;
@@ -632,18 +633,19 @@ async function storeAtomic(s: Session, vpath: string) {
   const shown = encoder.encode(name).length > 200 ? "" : name;
   const temp = `${dir}/.${shown}.pn-upload-${random}`;
   const file = await Deno.open(temp, { write: true, createNew: true });
+  const out = new SyncingFile(file);
   s.restOffset = 0;
   await startTransfer(s, {
     what: vpath,
     direction: "in",
     opening: `Ok to send data for ${vpath}`,
-    body: (conn, progress) => pump(conn, file, { buf: s.buffer, progress, fromIsDisk: false }),
+    body: (conn, progress) => pump(conn, out, { buf: s.buffer, progress, fromIsDisk: false }),
     cleanup: async (ok) => {
       let renamed = false;
       try {
         try {
           // The 226 promises the bytes are on disk, under their final name.
-          if (ok) await file.syncData();
+          if (ok) await out.sync();
         } finally {
           file.close();
         }
@@ -696,7 +698,7 @@ async function store(s: Session, arg: string, how: "stor" | "appe" | "stou") {
       created = true;
     } catch (e) {
       if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
-      const info = await Deno.stat(real);
+      const info = Deno.statSync(real);
       if (!info.isFile) throw new PathError(553, "Not a plain file");
       file = await Deno.open(real, { write: true });
     }
@@ -704,6 +706,7 @@ async function store(s: Session, arg: string, how: "stor" | "appe" | "stou") {
   const offset = how === "stor" ? s.restOffset : 0;
   s.restOffset = 0;
   const realPath = await j.resolve(vpath, { mustExist: true });
+  const out = new SyncingFile(file!);
   await startTransfer(s, {
     what: vpath,
     direction: "in",
@@ -714,12 +717,12 @@ async function store(s: Session, arg: string, how: "stor" | "appe" | "stou") {
         await file.truncate(offset);
         await file.seek(offset, Deno.SeekMode.Start);
       }
-      await pump(conn, file, { buf: s.buffer, progress, fromIsDisk: false });
+      await pump(conn, out, { buf: s.buffer, progress, fromIsDisk: false });
     },
     cleanup: async (ok) => {
       try {
         // The 226 promises the bytes are on disk.
-        if (ok) await file.syncData();
+        if (ok) await out.sync();
       } finally {
         file.close();
         if (!ok && created) {
@@ -737,7 +740,7 @@ async function listTarget(s: Session, arg: string) {
   const { path } = parseListArgs(arg);
   const vpath = resolvePath(s, path);
   const real = await jail(s).resolve(vpath, { mustExist: true });
-  const info = await Deno.stat(real);
+  const info = Deno.statSync(real);
   return { vpath, real, info };
 }
 
@@ -802,7 +805,7 @@ async function mlsd(s: Session, arg: string) {
 async function mlst(s: Session, arg: string) {
   const vpath = resolvePath(s, arg);
   const real = await jail(s).resolve(vpath, { mustExist: true });
-  const info = await Deno.stat(real);
+  const info = Deno.statSync(real);
   const line = factsFor(s, { name: vpath, info });
   return s.reply(250, [`Listing ${vpath}`, " " + line, "End"]);
 }

@@ -107,6 +107,8 @@ export class Session implements ControlSession {
   #buf: Uint8Array | null = null;
   #writes: Promise<void> = Promise.resolve();
   #idle: ReturnType<typeof setTimeout> | undefined;
+  #deadline = 0;
+  #timerAt = 0;
   #loginClock: number | null = null;
   #abortAnswered = false;
 
@@ -267,25 +269,33 @@ export class Session implements ControlSession {
     if (p.viaPublic) this.deps.publicAddress?.hint(`passive port ${p.port} was never used`);
   }
 
+  /**
+   * Moves the idle deadline. One timer serves many commands: it fires at
+   * the old deadline, sees the new one, and sleeps again, so a busy session
+   * does not create and cancel a timer per command.
+   */
   #armIdle(): void {
-    clearTimeout(this.#idle);
     const limits = this.deps.config.limits;
     const seconds = this.account ? limits.idle_timeout_seconds : limits.login_timeout_seconds;
     // Before login the clock runs from the connect (or REIN), not from the
     // last command: NOOPs must not hold an unauthenticated session open.
     if (this.account) this.#loginClock = null;
     else this.#loginClock ??= Date.now();
-    const ms = this.#loginClock === null
-      ? seconds * 1000
-      : Math.max(0, this.#loginClock + seconds * 1000 - Date.now());
+    this.#deadline = (this.#loginClock ?? Date.now()) + seconds * 1000;
+    if (this.#idle === undefined || this.#deadline < this.#timerAt) this.#startIdleTimer();
+  }
+
+  #startIdleTimer(): void {
+    clearTimeout(this.#idle);
+    this.#timerAt = this.#deadline;
     this.#idle = setTimeout(() => {
+      this.#idle = undefined;
+      if (this.closed) return;
       if (this.transfer) return this.#armIdle();
-      this.deps.log.info("session {session} idle for {seconds} s: closing", {
-        ...this.ctx,
-        seconds,
-      });
+      if (Date.now() < this.#deadline) return this.#startIdleTimer();
+      this.deps.log.info("session {session} idle: closing", this.ctx);
       this.reply(421, "Idle timeout; closing control connection").finally(() => this.close());
-    }, ms);
+    }, Math.max(0, this.#deadline - Date.now()));
   }
 
   /** Ends the session: replies in flight are flushed first by callers. */
