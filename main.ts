@@ -27,7 +27,7 @@ Commands:
                                  passive range; exit 0 only when all is well
   status [--config FILE] [--url URL]
                                  print the running server's status snapshot
-  hash-password                  read a password and print the hash to paste into the config
+  hash-password [--cost N]       read a password and print the hash to paste into the config
 
 Options:
   -h, --help                     help for a command
@@ -64,10 +64,12 @@ replies, and checks that the control port and the passive range can be bound.
 Prints the status snapshot of a running server (public address, when and from where it was
 resolved, last error, next refresh, open sessions). Needs status.port in the config.
 `,
-  "hash-password": `Usage: pitifulnat hash-password
+  "hash-password": `Usage: pitifulnat hash-password [--cost N]
 
 Reads a password (prompt without echo on a terminal, else the first line of stdin) and prints
-a salted scrypt hash to paste into the config as a user's password.
+a salted scrypt hash to paste into the config as a user's password. --cost is log2 of scrypt's
+N, 10-20 (default 14: N=16384, r=8, p=1, 16 MiB and about 30 ms per login on a desktop CPU);
+a slow NAS may prefer 12 or 13.
 `,
 };
 
@@ -82,6 +84,7 @@ export async function main(args: string[]): Promise<number> {
         config: { type: "string", short: "c" },
         client: { type: "string" },
         url: { type: "string" },
+        cost: { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
       },
@@ -113,13 +116,13 @@ export async function main(args: string[]): Promise<number> {
     proxy: ["config"],
     check: ["config", "client"],
     status: ["config", "url"],
-    "hash-password": [],
+    "hash-password": ["cost"],
   };
   if (!allowed[command]) {
     console.error(`pitifulnat: unknown command ${command}\n\n${USAGE}`);
     return 2;
   }
-  for (const key of ["config", "client", "url"] as const) {
+  for (const key of ["config", "client", "url", "cost"] as const) {
     if (values[key] !== undefined && !allowed[command].includes(key)) {
       console.error(`pitifulnat ${command}: --${key} is not an option of this command`);
       return 2;
@@ -135,7 +138,7 @@ export async function main(args: string[]): Promise<number> {
     case "status":
       return await runStatus({ config: values.config, url: values.url });
     default:
-      return await runHashPassword();
+      return await runHashPassword({ cost: values.cost });
   }
 }
 

@@ -26,11 +26,23 @@ function derive(
   });
 }
 
-/** Hashes a password for the config file. */
-export async function hashPassword(password: string): Promise<string> {
+/**
+ * Hashes a password for the config file. `cost` is log2 of scrypt's N
+ * (default 14: N=16384, 16 MiB and tens of ms per check); a slow NAS may
+ * want 13 or 12, which is still far costlier than SHA-512-crypt.
+ */
+export async function hashPassword(
+  password: string,
+  options: { cost?: number } = {},
+): Promise<string> {
+  const cost = options.cost ?? Math.log2(SCRYPT_PARAMS.N);
+  if (!Number.isInteger(cost) || cost < 10 || cost > 20) {
+    throw new RangeError(`cost must be an integer from 10 to 20, got ${cost}`);
+  }
+  const params = { ...SCRYPT_PARAMS, N: 2 ** cost };
   const salt = new Uint8Array(randomBytes(16));
-  const key = await derive(password, salt, SCRYPT_PARAMS);
-  const { N, r, p } = SCRYPT_PARAMS;
+  const key = await derive(password, salt, params);
+  const { N, r, p } = params;
   return `scrypt$${N}$${r}$${p}$${b64(salt)}$${b64(key)}`;
 }
 

@@ -38,7 +38,12 @@ async function readLine(): Promise<string> {
 }
 
 /** Runs the command; returns the exit code. */
-export async function runHashPassword(): Promise<number> {
+export async function runHashPassword(options: { cost?: string } = {}): Promise<number> {
+  const cost = options.cost === undefined ? undefined : Number(options.cost);
+  if (cost !== undefined && !(Number.isInteger(cost) && cost >= 10 && cost <= 20)) {
+    console.error(`pitifulnat hash-password: --cost must be an integer from 10 to 20`);
+    return 2;
+  }
   let password: string;
   try {
     if (Deno.stdin.isTerminal()) {
@@ -59,6 +64,6 @@ export async function runHashPassword(): Promise<number> {
     console.error("pitifulnat hash-password: empty password");
     return 1;
   }
-  console.log(await hashPassword(password));
+  console.log(await hashPassword(password, { cost }));
   return 0;
 }

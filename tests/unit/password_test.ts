@@ -41,3 +41,11 @@ Deno.test("UserDb: users, anonymous, unknown users", async () => {
   const closed = new UserDb(configSchema.parse({}));
   assert.equal(await closed.authenticate("anonymous", "x"), null);
 });
+
+Deno.test("hash cost: N follows --cost, bad costs refused, old hashes still verify", async () => {
+  const h12 = await hashPassword("pw", { cost: 12 });
+  assert.match(h12, /^scrypt\$4096\$8\$1\$/);
+  assert.equal(await verifyPassword("pw", h12), true);
+  await assert.rejects(() => hashPassword("pw", { cost: 9 }), RangeError);
+  await assert.rejects(() => hashPassword("pw", { cost: 12.5 }), RangeError);
+});
