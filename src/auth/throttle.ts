@@ -5,6 +5,19 @@
  * @module
  */
 
+/** The throttle config.limits describes. */
+export function throttleFromLimits(limits: {
+  max_login_failures_per_address: number;
+  login_failure_window_seconds: number;
+  ban_seconds: number;
+}): LoginThrottle {
+  return new LoginThrottle({
+    maxFailures: limits.max_login_failures_per_address,
+    windowMs: limits.login_failure_window_seconds * 1000,
+    banMs: limits.ban_seconds * 1000,
+  });
+}
+
 /** Settings, from config.limits. */
 export interface ThrottleOptions {
   maxFailures: number;

@@ -5,22 +5,13 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/schema.ts";
-import { LoginThrottle } from "../auth/throttle.ts";
+import { throttleFromLimits } from "../auth/throttle.ts";
 import { UserDb } from "../auth/users.ts";
 import { type LanNetworks, parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { buildCommandTable } from "./commands.ts";
 import { ControlServer, type ServerStats } from "./control_server.ts";
 import { Session, type SessionDeps } from "./session.ts";
-
-function throttleFor(config: Config): LoginThrottle {
-  const l = config.limits;
-  return new LoginThrottle({
-    maxFailures: l.max_login_failures_per_address,
-    windowMs: l.login_failure_window_seconds * 1000,
-    banMs: l.ban_seconds * 1000,
-  });
-}
 
 /** A running FTP server. */
 export class FtpServer {
@@ -43,7 +34,7 @@ export class FtpServer {
       commands: buildCommandTable(),
       log,
       stats: this.#control.stats,
-      throttle: throttleFor(config),
+      throttle: throttleFromLimits(config.limits),
     };
   }
 

@@ -5,6 +5,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/schema.ts";
+import { throttleFromLimits } from "../auth/throttle.ts";
 import { ControlServer, type ServerStats } from "../ftp/control_server.ts";
 import { parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
@@ -16,7 +17,7 @@ export type ProxyConfig = NonNullable<Config["proxy"]>;
 function depsFrom(
   config: Config,
   publicAddress: PublicAddress | null,
-): Omit<ProxyDeps, "log" | "stats"> {
+): Omit<ProxyDeps, "log" | "stats" | "throttle"> {
   const proxy = config.proxy;
   if (!proxy) throw new TypeError("the config has no proxy section (proxy.upstream.host)");
   return {
@@ -42,12 +43,15 @@ export class ProxyServer {
     this.#control = new ControlServer<ProxySession>({
       log,
       config: () => this.#deps.config,
+      isBanned: (addr) => this.#deps.throttle.bannedFor(addr) > 0,
       createSession: (conn) => new ProxySession(conn, this.#deps),
     });
     this.#deps = {
       ...depsFrom(config, options.publicAddress),
       log,
       stats: this.#control.stats,
+      // Kept across reloads, so a reload does not lift running bans.
+      throttle: throttleFromLimits(config.limits),
     };
   }
 

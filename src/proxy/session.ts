@@ -27,6 +27,7 @@ import {
   writeAll,
 } from "../ftp/data_channel.ts";
 import type { ControlSession, ServerStats } from "../ftp/control_server.ts";
+import type { LoginThrottle } from "../auth/throttle.ts";
 import { readLines } from "../ftp/line_reader.ts";
 import {
   activeTarget,
@@ -66,6 +67,8 @@ export interface ProxyDeps {
   log: Logger;
   /** Counters the status endpoint reads. */
   stats: ServerStats;
+  /** Failed logins per client address (the upstream's 530 replies). */
+  throttle: LoginThrottle;
 }
 
 /** How long a closing session waits for its upstream reply loop to end. */
@@ -320,10 +323,17 @@ export class ProxySession implements ControlSession {
         this.loggedIn = true;
         this.#armIdle(); // the longer idle timeout from now on
         stats.loginsOk++;
+        this.deps.throttle.succeed(this.peer);
         log.info("session {session}: login ok user={user}", this.ctx);
       } else if (reply.code === 530) {
         stats.loginsFailed++;
         log.info("session {session}: login failed user={user}", this.ctx);
+        if (this.deps.throttle.fail(this.peer)) {
+          log.warn("address {addr} banned for {seconds} s after repeated failed logins", {
+            addr: this.peer,
+            seconds: this.deps.config.limits.ban_seconds,
+          });
+        }
       }
     } else if (verb === "REST" && reply.code !== 350) {
       this.#rest = null;

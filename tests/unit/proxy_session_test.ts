@@ -475,3 +475,31 @@ Deno.test("proxy session: login timeout before login, idle timeout after, from c
     await up.close();
   }
 });
+
+Deno.test("proxy session: the upstream's 530s count toward the per-address ban", async () => {
+  const up = fakeUpstream(async (line, io) => {
+    const verb = line.split(" ")[0];
+    if (verb === "USER") await io.say("331 Please specify the password.");
+    else if (verb === "PASS") await io.say("530 Login incorrect.");
+    else await common(line, io);
+  });
+  const px = startProxy(up.port, (c) => (c.limits.max_login_failures_per_address = 3));
+  const clients: RawClient[] = [];
+  try {
+    const [c] = await RawClient.connect("127.0.0.1", px.port);
+    clients.push(c);
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await c.cmd("USER bob")).code, 331);
+      assert.equal((await c.cmd("PASS wrong")).code, 530);
+    }
+    const [banned, r] = await RawClient.connect("127.0.0.1", px.port);
+    clients.push(banned);
+    assert.equal(r.code, 421);
+    assert.match(r.text, /failed logins/);
+    assert.equal((await c.cmd("NOOP")).code, 200, "the open session is not cut");
+  } finally {
+    clients.forEach((c) => c.close());
+    await px.proxy.close();
+    await up.close();
+  }
+});
