@@ -10,10 +10,11 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { killClients, runCommand, running, which, within } from "./servers/common.ts";
+import { freePort, killClients, runCommand, running, which, within } from "./servers/common.ts";
 import type { BenchServer, BenchUser, Prepared, RunningServer } from "./servers/common.ts";
 import { ftpSrv } from "./servers/ftp_srv.ts";
 import { pitifulnat } from "./servers/pitifulnat.ts";
+import { pitifulnatProxy } from "./servers/pitifulnat_proxy.ts";
 import { proftpd } from "./servers/proftpd.ts";
 import { pureFtpd } from "./servers/pure_ftpd.ts";
 import { pyftpdlib } from "./servers/pyftpdlib.ts";
@@ -27,14 +28,17 @@ const ALL_SERVERS: readonly BenchServer[] = [
   proftpd,
   pyftpdlib,
   ftpSrv,
+  // Last: it takes only 100 passive ports, so every range stays below 32768.
+  pitifulnatProxy,
 ];
 const BASELINE = "vsftpd";
 /** Control ports 19000, 19001, ... (another free port if one is taken). */
 const CONTROL_PORT_BASE = 19000;
 /**
- * Passive ranges of 2,100 ports from 20000 up, all six below the kernel's
- * ephemeral ports (32768): Pure-FTPd caps its sessions at half its range,
- * and the idle workload holds 1,000 sessions.
+ * Passive ranges of 2,100 ports (`passivePorts` when a server says fewer)
+ * from 20000 up, all below the kernel's ephemeral ports (32768): Pure-FTPd
+ * caps its sessions at half its range, and the idle workload holds 1,000
+ * sessions.
  */
 const PASSIVE_BASE = 20000;
 const PASSIVE_SIZE = 2100;
@@ -82,17 +86,10 @@ async function writeDataFile(path: string, bytes: number): Promise<void> {
   }
 }
 
-/** A free control port, preferring `wanted`. */
-function freePort(wanted: number): number {
-  for (const port of [wanted, 0]) {
-    try {
-      const l = Deno.listen({ hostname: "127.0.0.1", port });
-      const got = (l.addr as Deno.NetAddr).port;
-      l.close();
-      return got;
-    } catch { /* taken */ }
-  }
-  throw new Error("no free port");
+/** True when workload `w` runs on `server` (both may name the only ones they take). */
+function applies(w: Workload, server: BenchServer): boolean {
+  return (!w.servers || w.servers.includes(server.name)) &&
+    (!server.workloads || server.workloads.includes(w.id));
 }
 
 // ---- machine limits ------------------------------------------------------
@@ -178,7 +175,9 @@ function fmt(v: number, digits: number): string {
 }
 
 function table(entries: Entry[], results: Results, workloads: Workload[], sizes: Sizes): string {
-  const names = entries.map((e) => e.server.name);
+  // Only servers that take part in a shown workload get a column.
+  const shown = entries.filter((e) => workloads.some((w) => applies(w, e.server)));
+  const names = shown.map((e) => e.server.name);
   const base = names.includes(BASELINE) ? BASELINE : null;
   const rows: string[] = [];
   rows.push(`| # | figure | better | ${names.join(" | ")} |`);
@@ -188,7 +187,9 @@ function table(entries: Entry[], results: Results, workloads: Workload[], sizes:
       const key = `${w.id}.${m.key}`;
       const med = (name: string) => median(results.get(name)?.get(key) ?? []);
       const b = base ? med(base) : NaN;
-      const cells = names.map((name) => {
+      const cells = shown.map(({ server }) => {
+        const name = server.name;
+        if (!applies(w, server)) return "–";
         const v = med(name);
         const text = fmt(v, m.digits);
         if (!base || !Number.isFinite(v) || !Number.isFinite(b) || b === 0) return text;
@@ -197,7 +198,11 @@ function table(entries: Entry[], results: Results, workloads: Workload[], sizes:
       rows.push(`| ${w.id} | ${m.label} | ${m.better} | ${cells.join(" | ")} |`);
     }
   }
-  return rows.join("\n");
+  const notes = workloads.flatMap((w) =>
+    w.summary?.((name, key) => median(results.get(name)?.get(`${w.id}.${key}`) ?? []), sizes) ??
+      []
+  );
+  return [...rows, ...(notes.length ? ["", ...notes] : [])].join("\n");
 }
 
 // ---- main ----------------------------------------------------------------
@@ -237,8 +242,11 @@ async function main(): Promise<number> {
     console.error(`unknown server or workload: ${[...unknown, ...unknownW].join(", ")}`);
     return 2;
   }
-  const servers = ALL_SERVERS.filter((s) => !wanted || wanted.includes(s.name));
   const workloads = WORKLOADS.filter((w) => !wantedW || wantedW.includes(w.id));
+  // A server none of the chosen workloads runs on is not even prepared.
+  const servers = ALL_SERVERS.filter((s) =>
+    (!wanted || wanted.includes(s.name)) && workloads.some((w) => applies(w, s))
+  );
 
   const loadBefore = await loadAverage();
   const startedAt = performance.now();
@@ -286,6 +294,7 @@ async function main(): Promise<number> {
     const entries: Entry[] = [];
     const skipped: string[] = [];
     let index = 0;
+    let pasvNext = PASSIVE_BASE;
     for (const server of servers) {
       const dir = `${tmp}/${server.name}`;
       await Deno.mkdir(dir);
@@ -306,9 +315,10 @@ async function main(): Promise<number> {
         prepared,
         dir,
         port: freePort(CONTROL_PORT_BASE + index),
-        pasvMin: PASSIVE_BASE + index * PASSIVE_SIZE,
-        pasvMax: PASSIVE_BASE + (index + 1) * PASSIVE_SIZE - 1,
+        pasvMin: pasvNext,
+        pasvMax: pasvNext + (server.passivePorts ?? PASSIVE_SIZE) - 1,
       });
+      pasvNext += server.passivePorts ?? PASSIVE_SIZE;
       index++;
     }
     if (entries.length === 0) throw new Error("no server could be prepared");
@@ -331,11 +341,12 @@ async function main(): Promise<number> {
       });
 
     for (let r = 0; r < rounds && !interrupted; r++) {
-      // Rotate the order each round: A B C, B C A, C A B, ...
-      const order = entries.map((_, i) => entries[(i + r) % entries.length]);
-      log(`round ${r + 1}/${rounds}: ${order.map((e) => e.server.name).join(" ")}`);
+      // Rotate the order each round: A B C, B C A, C A B, ... among the
+      // servers each workload runs on.
+      const rotate = (list: Entry[]) => list.map((_, i) => list[(i + r) % list.length]);
+      log(`round ${r + 1}/${rounds}: ${rotate(entries).map((e) => e.server.name).join(" ")}`);
       for (const w of workloads) {
-        for (const e of order) {
+        for (const e of rotate(entries.filter((e) => applies(w, e.server)))) {
           if (interrupted) break;
           const name = e.server.name;
           let server: RunningServer | null = null;

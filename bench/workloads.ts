@@ -14,6 +14,8 @@ import {
   sleep,
   within,
 } from "./servers/common.ts";
+import { pitifulnatProxy } from "./servers/pitifulnat_proxy.ts";
+import { vsftpd } from "./servers/vsftpd.ts";
 
 /** Workload sizes of one mode. */
 export interface Sizes {
@@ -103,8 +105,15 @@ export interface Workload {
   title: string;
   /** True when the workload starts servers itself (start-up time). */
   ownStart?: boolean;
+  /** Names of the only servers it runs on; all when absent. */
+  servers?: readonly string[];
   metrics: (sizes: Sizes) => Metric[];
   run(ctx: WorkloadContext): Promise<Record<string, number>>;
+  /**
+   * Lines for the report below the table, from `med(server, key)` (the
+   * median of one figure; NaN when it was not measured).
+   */
+  summary?: (med: (server: string, key: string) => number, sizes: Sizes) => string[];
 }
 
 const CLIENT = new URL("./ftp_client.py", import.meta.url).pathname;
@@ -203,6 +212,59 @@ function cpuOver(s: Sampler, endedAt: number, seconds: number): number {
   return s.cpuAt(endedAt) - s.cpuAt(endedAt - seconds * 1000);
 }
 
+/** Downloads the big file with curl (EPSV): MB/s and server CPU s/GB. */
+async function measureDownload(ctx: WorkloadContext): Promise<{ mbps: number; cpu: number }> {
+  const server = need(ctx);
+  const s = sampler(server);
+  try {
+    const r = await curl([
+      "--output",
+      "/dev/null",
+      url(server, ctx.user, FILES.small),
+      "--output",
+      "/dev/null",
+      url(server, ctx.user, FILES.big),
+    ], ctx.sizes);
+    s.stop();
+    if (r.bytes !== ctx.sizes.bigBytes) throw new Error(`got ${r.bytes} bytes`);
+    return {
+      mbps: r.bytes / 1e6 / r.seconds,
+      cpu: cpuOver(s, r.endedAt, r.seconds) / (r.bytes / 1e9),
+    };
+  } finally {
+    s.stop();
+  }
+}
+
+/** Uploads the big file into `upload/` with curl (EPSV): MB/s and server CPU s/GB. */
+async function measureUpload(ctx: WorkloadContext): Promise<{ mbps: number; cpu: number }> {
+  const server = need(ctx);
+  const name = `${FILES.uploadDir}/${ctx.tag}.bin`;
+  const warmup = `${FILES.uploadDir}/${ctx.tag}.warmup`;
+  const s = sampler(server);
+  try {
+    const r = await curl([
+      "--upload-file",
+      `${ctx.root}/${FILES.small}`,
+      url(server, ctx.user, warmup),
+      "--upload-file",
+      `${ctx.root}/${FILES.big}`,
+      url(server, ctx.user, name),
+    ], ctx.sizes);
+    s.stop();
+    const stored = (await Deno.stat(`${ctx.root}/${name}`)).size;
+    if (stored !== ctx.sizes.bigBytes) throw new Error(`stored ${stored} bytes`);
+    return {
+      mbps: r.bytes / 1e6 / r.seconds,
+      cpu: cpuOver(s, r.endedAt, r.seconds) / (r.bytes / 1e9),
+    };
+  } finally {
+    s.stop();
+    await Deno.remove(`${ctx.root}/${name}`).catch(() => {});
+    await Deno.remove(`${ctx.root}/${warmup}`).catch(() => {});
+  }
+}
+
 const download: Workload = {
   id: 1,
   title: "download (curl, EPSV)",
@@ -210,28 +272,7 @@ const download: Workload = {
     { key: "mbps", label: `download ${gib(z.bigBytes)}, MB/s`, better: "higher", digits: 0 },
     { key: "cpu", label: "download, server CPU s/GB", better: "lower", digits: 3 },
   ],
-  async run(ctx) {
-    const server = need(ctx);
-    const s = sampler(server);
-    try {
-      const r = await curl([
-        "--output",
-        "/dev/null",
-        url(server, ctx.user, FILES.small),
-        "--output",
-        "/dev/null",
-        url(server, ctx.user, FILES.big),
-      ], ctx.sizes);
-      s.stop();
-      if (r.bytes !== ctx.sizes.bigBytes) throw new Error(`got ${r.bytes} bytes`);
-      return {
-        mbps: r.bytes / 1e6 / r.seconds,
-        cpu: cpuOver(s, r.endedAt, r.seconds) / (r.bytes / 1e9),
-      };
-    } finally {
-      s.stop();
-    }
-  },
+  run: (ctx) => measureDownload(ctx),
 };
 
 const upload: Workload = {
@@ -241,33 +282,7 @@ const upload: Workload = {
     { key: "mbps", label: `upload ${gib(z.bigBytes)}, MB/s`, better: "higher", digits: 0 },
     { key: "cpu", label: "upload, server CPU s/GB", better: "lower", digits: 3 },
   ],
-  async run(ctx) {
-    const server = need(ctx);
-    const name = `${FILES.uploadDir}/${ctx.tag}.bin`;
-    const warmup = `${FILES.uploadDir}/${ctx.tag}.warmup`;
-    const s = sampler(server);
-    try {
-      const r = await curl([
-        "--upload-file",
-        `${ctx.root}/${FILES.small}`,
-        url(server, ctx.user, warmup),
-        "--upload-file",
-        `${ctx.root}/${FILES.big}`,
-        url(server, ctx.user, name),
-      ], ctx.sizes);
-      s.stop();
-      const stored = (await Deno.stat(`${ctx.root}/${name}`)).size;
-      if (stored !== ctx.sizes.bigBytes) throw new Error(`stored ${stored} bytes`);
-      return {
-        mbps: r.bytes / 1e6 / r.seconds,
-        cpu: cpuOver(s, r.endedAt, r.seconds) / (r.bytes / 1e9),
-      };
-    } finally {
-      s.stop();
-      await Deno.remove(`${ctx.root}/${name}`).catch(() => {});
-      await Deno.remove(`${ctx.root}/${warmup}`).catch(() => {});
-    }
-  },
+  run: (ctx) => measureUpload(ctx),
 };
 
 const smallFiles: Workload = {
@@ -511,6 +526,73 @@ const startup: Workload = {
   },
 };
 
+/** Workload 8's target: the proxy moves a download at least this fraction as fast. */
+export const PROXY_TARGET = 0.85;
+
+/**
+ * Workload 8: the download and upload of workloads 1 and 2 through
+ * `pitifulnat proxy` in front of vsftpd, and straight from vsftpd, in the
+ * same round. The proxy's figures are its own process's CPU; the ratio to
+ * vsftpd in the table is proxy / direct.
+ */
+const proxy: Workload = {
+  id: 8,
+  title: "through pitifulnat proxy vs vsftpd direct (curl, EPSV)",
+  servers: [vsftpd.name, pitifulnatProxy.name],
+  metrics: (z) => [
+    {
+      key: "down",
+      label: `download ${gib(z.bigBytes)} via proxy (vsftpd: direct), MB/s`,
+      better: "higher",
+      digits: 0,
+    },
+    {
+      key: "downCpu",
+      label: "download via proxy, proxy process CPU s/GB (vsftpd: server CPU)",
+      better: "lower",
+      digits: 3,
+    },
+    {
+      key: "up",
+      label: `upload ${gib(z.bigBytes)} via proxy (vsftpd: direct), MB/s`,
+      better: "higher",
+      digits: 0,
+    },
+    {
+      key: "upCpu",
+      label: "upload via proxy, proxy process CPU s/GB (vsftpd: server CPU)",
+      better: "lower",
+      digits: 3,
+    },
+  ],
+  async run(ctx) {
+    const down = await measureDownload(ctx);
+    const up = await measureUpload(ctx);
+    return { down: down.mbps, downCpu: down.cpu, up: up.mbps, upCpu: up.cpu };
+  },
+  summary(med, z) {
+    const lines: string[] = [];
+    for (
+      const [what, key, target] of [["download", "down", true], ["upload", "up", false]] as const
+    ) {
+      const via = med(pitifulnatProxy.name, key);
+      const direct = med(vsftpd.name, key);
+      if (!Number.isFinite(via) || !Number.isFinite(direct) || direct === 0) continue;
+      const ratio = via / direct;
+      const verdict = target
+        ? ` (target ≥ ${PROXY_TARGET.toFixed(2)}×: ${ratio >= PROXY_TARGET ? "met" : "NOT met"})`
+        : "";
+      lines.push(
+        `- ${what} of ${gib(z.bigBytes)}: via \`pitifulnat proxy\` ${via.toFixed(0)} MB/s, ` +
+          `straight from vsftpd ${direct.toFixed(0)} MB/s: ${ratio.toFixed(2)}×${verdict}; ` +
+          `proxy process CPU ${med(pitifulnatProxy.name, `${key}Cpu`).toFixed(3)} s/GB ` +
+          `(vsftpd direct: ${med(vsftpd.name, `${key}Cpu`).toFixed(3)} s/GB)`,
+      );
+    }
+    return lines.length ? ["Workload 8, proxy vs direct (medians):", ...lines] : [];
+  },
+};
+
 /** Every workload, in the order they run within a round. */
 export const WORKLOADS: readonly Workload[] = [
   download,
@@ -520,6 +602,7 @@ export const WORKLOADS: readonly Workload[] = [
   logins,
   idle,
   startup,
+  proxy,
 ];
 
 /** Median of finite numbers; NaN when there is none. */

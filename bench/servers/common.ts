@@ -48,6 +48,10 @@ export interface BenchServer {
    */
   prepare(ctx: { dir: string; root: string; user: BenchUser }): Promise<Prepared | string>;
   start(options: StartOptions): Promise<RunningServer>;
+  /** Ids of the only workloads this server takes part in; all when absent. */
+  workloads?: readonly number[];
+  /** Passive ports it needs (default 2,100: the idle workload holds 1,000 sessions). */
+  passivePorts?: number;
 }
 
 /** A started server. */
@@ -241,6 +245,19 @@ export async function spawnServer(
   }
   handle.startupMs = performance.now() - t0;
   return handle;
+}
+
+/** A free control port on 127.0.0.1, preferring `wanted`. */
+export function freePort(wanted: number): number {
+  for (const port of [wanted, 0]) {
+    try {
+      const l = Deno.listen({ hostname: "127.0.0.1", port });
+      const got = (l.addr as Deno.NetAddr).port;
+      l.close();
+      return got;
+    } catch { /* taken */ }
+  }
+  throw new Error("no free port");
 }
 
 /** Runs a command to completion with a time limit; returns its exit code and output. */

@@ -9,7 +9,14 @@ import { hashPassword, SCRYPT_PARAMS } from "../../src/auth/password.ts";
 import { type BenchServer, runCommand, spawnServer } from "./common.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
-const PERMISSIONS = ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys"];
+/** The permissions pitifulnat is run with (those of `deno task start`). */
+export const PERMISSIONS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-sys",
+];
 let passwordHash = "";
 
 /** The server under test. */
@@ -52,7 +59,8 @@ export const pitifulnat: BenchServer = {
     );
     return await spawnServer(
       [Deno.execPath(), "run", ...PERMISSIONS, "main.ts", "serve", "--config", config],
-      { port: o.port, cwd: REPO },
+      // As the start task and the systemd unit run it (see README).
+      { port: o.port, cwd: REPO, env: { MALLOC_MMAP_THRESHOLD_: "131072" } },
     );
   },
 };
