@@ -35,12 +35,15 @@ export const TARGETS: readonly Target[] = [
 export const ROOT: string = fileURLToPath(new URL("..", import.meta.url));
 
 /**
- * The permission flags of the `compile` task in deno.json: the one place
- * that says what the executable may do, shared by every build and test.
+ * The runtime flags of the `compile` task in deno.json (permissions and V8
+ * flags): the one place that says what the executable may do and how it
+ * runs, shared by every build and test.
  */
-export function permissionFlags(): string[] {
+export function runtimeFlags(): string[] {
   const task = denoJson.tasks.compile;
-  const flags = task.split(/\s+/).filter((word) => word.startsWith("--allow-"));
+  const flags = task.split(/\s+/).filter((word) =>
+    word.startsWith("--allow-") || word.startsWith("--v8-flags=")
+  );
   if (flags.length === 0) throw new Error(`no --allow-* flags in the compile task: ${task}`);
   return flags;
 }
@@ -48,7 +51,7 @@ export function permissionFlags(): string[] {
 /** Arguments of `deno` that compile main.ts into `output`, optionally for `triple`. */
 export function compileArgs(output: string, triple?: string): string[] {
   const target = triple ? ["--target", triple] : [];
-  return ["compile", ...permissionFlags(), ...target, "--output", output, `${ROOT}main.ts`];
+  return ["compile", ...runtimeFlags(), ...target, "--output", output, `${ROOT}main.ts`];
 }
 
 /** The ELF machine number of an executable, or null when it is not an ELF file. */
@@ -235,7 +238,7 @@ async function build(target: Target): Promise<boolean> {
 /** Builds every target; returns the exit code (0 only when all were built). */
 export async function compileAll(): Promise<number> {
   await Deno.mkdir(`${ROOT}dist`, { recursive: true });
-  console.log(`permissions: ${permissionFlags().join(" ")}`);
+  console.log(`runtime flags: ${runtimeFlags().join(" ")}`);
   let failed = 0;
   for (const target of TARGETS) {
     if (!await build(target)) failed++;

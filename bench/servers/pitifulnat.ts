@@ -9,8 +9,9 @@ import { hashPassword, SCRYPT_PARAMS } from "../../src/auth/password.ts";
 import { type BenchServer, runCommand, spawnServer } from "./common.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
-/** The permissions pitifulnat is run with (those of `deno task start`). */
+/** The flags pitifulnat is run with (those of `deno task start`). */
 export const PERMISSIONS = [
+  "--v8-flags=--max-semi-space-size=1",
   "--allow-net",
   "--allow-read",
   "--allow-write",

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
-import { permissionFlags, ROOT } from "../../scripts/compile_all.ts";
+import { runtimeFlags, ROOT } from "../../scripts/compile_all.ts";
 import { makeServeSetup, startInBackground } from "../helpers/program.ts";
 import { run } from "../helpers/server.ts";
 
@@ -9,7 +9,7 @@ import { run } from "../helpers/server.ts";
  * and no deno.json, as if it were the only file on the machine.
  */
 function runArgs(...args: string[]): string[] {
-  return ["run", "--no-prompt", "--no-config", ...permissionFlags(), "bundle.js", ...args];
+  return ["run", "--no-prompt", "--no-config", ...runtimeFlags(), "bundle.js", ...args];
 }
 
 Deno.test("deno bundle: one file runs from an empty directory and serves a real download", async () => {
