@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
-import { runtimeFlags, ROOT } from "../../scripts/compile_all.ts";
+import { ROOT, runtimeFlags } from "../../scripts/compile_all.ts";
 import { makeServeSetup, startInBackground } from "../helpers/program.ts";
 import { run } from "../helpers/server.ts";
 
