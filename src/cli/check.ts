@@ -41,6 +41,14 @@ function sampleLanClient(local: string, lan: LanNetworks): string {
   return "192.168.1.50";
 }
 
+/** A resolver error in plain words. */
+export function plainDnsError(error: string, type: "A" | "AAAA"): string {
+  if (/no records found|NotFound|NXDOMAIN/i.test(error)) return `the name has no ${type} record`;
+  if (/timed out|TimedOut/i.test(error)) return "the DNS server did not answer in time";
+  if (/refused|ConnectionRefused/i.test(error)) return "the DNS server refused the query";
+  return error;
+}
+
 /** Runs the check; prints a report and returns the exit code. */
 export async function runCheck(options: { config?: string; client?: string }): Promise<number> {
   const loaded = await loadFromCli(options.config, { allowDefault: false });
@@ -76,8 +84,13 @@ export async function runCheck(options: { config?: string; client?: string }): P
         );
       }
     } else {
+      const why = plainDnsError(r.error ?? "unknown error", pa.ipv6 ? "AAAA" : "A");
+      out.push(
+        `public address: ${pa.host} -> not resolved (DNS server ${r.dnsServer}, ` +
+          `${r.ms.toFixed(1)} ms): ${why}`,
+      );
       problems.push(
-        `cannot resolve ${pa.host} (DNS server ${r.dnsServer}): ${r.error}; until it resolves, ` +
+        `cannot resolve ${pa.host} (DNS server ${r.dnsServer}): ${why}; until it resolves, ` +
           `remote clients are told the LAN address and their passive transfers fail`,
       );
     }

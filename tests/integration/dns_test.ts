@@ -163,6 +163,7 @@ Deno.test({
       const bad = await check(dir, await checkConfig("nowhere.example.test", port));
       assert.equal(bad.code, 1, bad.out);
       assert.match(bad.out, /cannot resolve nowhere\.example\.test/);
+      assert.match(bad.out, /nowhere\.example\.test -> not resolved .*: the name has no A record/);
       assert.match(bad.out, new RegExp(`DNS server 127\\.0\\.0\\.1:${port}`));
       assert.match(bad.out, /NOT OK/);
     });
