@@ -38,18 +38,11 @@ export interface ServerStats {
   transfers: number;
 }
 
-/** How a {@linkcode ControlServer} gets its settings and makes sessions. */
-export interface ControlServerOptions<S> {
-  log: Logger;
-  /** The live config: limits are read at each admission. */
-  config: () => Config;
-  /** True for an address refused at connect (failed-login ban). */
-  isBanned?: (addr: string) => boolean;
-  createSession: (conn: Deno.TcpConn) => S;
-}
-
-/** A control-connection server running sessions of type `S`. */
-export class ControlServer<S extends ControlSession> {
+/**
+ * A control-connection server running sessions of type `S`: `serve` and
+ * `proxy` extend it with their sessions and settings.
+ */
+export abstract class ControlServer<S extends ControlSession> {
   readonly sessions: Set<S> = new Set<S>();
   readonly stats: ServerStats = {
     loginsOk: 0,
@@ -62,15 +55,23 @@ export class ControlServer<S extends ControlSession> {
   #loop: Promise<void> = Promise.resolve();
   readonly #perAddress = new Map<string, number>();
   readonly #running = new Set<Promise<void>>();
-  readonly #options: ControlServerOptions<S>;
 
-  constructor(options: ControlServerOptions<S>) {
-    this.#options = options;
+  constructor(protected readonly log: Logger) {}
+
+  /** The live config: limits are read at each admission. */
+  abstract get config(): Config;
+
+  /** Makes the session for an admitted connection. */
+  protected abstract createSession(conn: Deno.TcpConn): S;
+
+  /** True for an address refused at connect (a failed-login ban). */
+  protected isBanned(_addr: string): boolean {
+    return false;
   }
 
   /** Binds the control port from the live config and starts accepting. */
   listen(): Deno.NetAddr {
-    const { address, port } = this.#options.config().listen;
+    const { address, port } = this.config.listen;
     this.#listener = Deno.listen({ hostname: address, port, transport: "tcp" });
     this.#loop = this.#acceptLoop(this.#listener);
     return this.#listener.addr as Deno.NetAddr;
@@ -83,7 +84,7 @@ export class ControlServer<S extends ControlSession> {
         conn = await listener.accept();
       } catch (e) {
         if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return;
-        this.#options.log.error("accept failed: {error}", { error: (e as Error).message });
+        this.log.error("accept failed: {error}", { error: (e as Error).message });
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }
@@ -92,8 +93,8 @@ export class ControlServer<S extends ControlSession> {
   }
 
   #refusal(addr: string): string | null {
-    const limits = this.#options.config().limits;
-    if (this.#options.isBanned?.(normalizeAddress(addr))) {
+    const limits = this.config.limits;
+    if (this.isBanned(normalizeAddress(addr))) {
       return "Too many failed logins from your address; try again later";
     }
     if (this.sessions.size >= limits.max_sessions) return "Too many sessions; try again later";
@@ -104,7 +105,7 @@ export class ControlServer<S extends ControlSession> {
   }
 
   #admit(conn: Deno.TcpConn): void {
-    const { log, createSession } = this.#options;
+    const log = this.log;
     const addr = conn.remoteAddr.hostname;
     const refusal = this.#refusal(addr);
     if (refusal) {
@@ -122,7 +123,7 @@ export class ControlServer<S extends ControlSession> {
     try {
       conn.setNoDelay(true);
     } catch { /* not fatal */ }
-    const session = createSession(conn);
+    const session = this.createSession(conn);
     this.sessions.add(session);
     this.#perAddress.set(addr, (this.#perAddress.get(addr) ?? 0) + 1);
     const running = session.run().catch((e) => {

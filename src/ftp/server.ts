@@ -10,22 +10,16 @@ import { UserDb } from "../auth/users.ts";
 import { type LanNetworks, parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { buildCommandTable } from "./commands.ts";
-import { ControlServer, type ServerStats } from "./control_server.ts";
+import { ControlServer } from "./control_server.ts";
 import { Session, type SessionDeps } from "./session.ts";
 
 /** A running FTP server. */
-export class FtpServer {
+export class FtpServer extends ControlServer<Session> {
   readonly #deps: SessionDeps;
-  readonly #control: ControlServer<Session>;
 
   constructor(config: Config, options: { publicAddress: PublicAddress | null }) {
     const log = getLogger(["pitifulnat", "ftp"]);
-    this.#control = new ControlServer<Session>({
-      log,
-      config: () => this.#deps.config,
-      isBanned: (addr) => this.#deps.throttle.bannedFor(addr) > 0,
-      createSession: (conn) => new Session(conn, this.#deps),
-    });
+    super(log);
     this.#deps = {
       config,
       users: new UserDb(config),
@@ -33,7 +27,7 @@ export class FtpServer {
       lan: parseLanNetworks(config.lan_networks),
       commands: buildCommandTable(),
       log,
-      stats: this.#control.stats,
+      stats: this.stats,
       throttle: throttleFromLimits(config.limits),
     };
   }
@@ -48,19 +42,12 @@ export class FtpServer {
     return this.#deps.lan;
   }
 
-  /** Open sessions. */
-  get sessions(): ReadonlySet<Session> {
-    return this.#control.sessions;
+  protected override createSession(conn: Deno.TcpConn): Session {
+    return new Session(conn, this.#deps);
   }
 
-  /** Process-wide counters. */
-  get stats(): ServerStats {
-    return this.#control.stats;
-  }
-
-  /** Binds the control port and starts accepting. */
-  listen(): Deno.NetAddr {
-    return this.#control.listen();
+  protected override isBanned(addr: string): boolean {
+    return this.#deps.throttle.bannedFor(addr) > 0;
   }
 
   /** Replaces users, limits, the LAN list and the public address (SIGHUP). */
@@ -73,13 +60,5 @@ export class FtpServer {
       users: new UserDb(config),
       lan: parseLanNetworks(config.lan_networks),
     });
-  }
-
-  /**
-   * Stops accepting, lets running transfers finish for up to `graceMs`,
-   * then closes every session with 421.
-   */
-  close(options: { graceMs?: number } = {}): Promise<void> {
-    return this.#control.close(options);
   }
 }

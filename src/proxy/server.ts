@@ -6,7 +6,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/schema.ts";
 import { throttleFromLimits } from "../auth/throttle.ts";
-import { ControlServer, type ServerStats } from "../ftp/control_server.ts";
+import { ControlServer } from "../ftp/control_server.ts";
 import { parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { type ProxyDeps, ProxySession } from "./session.ts";
@@ -33,23 +33,17 @@ function depsFrom(
 }
 
 /** A running proxy in front of one upstream FTP server. */
-export class ProxyServer {
+export class ProxyServer extends ControlServer<ProxySession> {
   readonly #deps: ProxyDeps;
-  readonly #control: ControlServer<ProxySession>;
 
   /** @throws {TypeError} when the config has no `proxy` section. */
   constructor(config: Config, options: { publicAddress: PublicAddress | null }) {
     const log = getLogger(["pitifulnat", "proxy"]);
-    this.#control = new ControlServer<ProxySession>({
-      log,
-      config: () => this.#deps.config,
-      isBanned: (addr) => this.#deps.throttle.bannedFor(addr) > 0,
-      createSession: (conn) => new ProxySession(conn, this.#deps),
-    });
+    super(log);
     this.#deps = {
       ...depsFrom(config, options.publicAddress),
       log,
-      stats: this.#control.stats,
+      stats: this.stats,
       // Kept across reloads, so a reload does not lift running bans.
       throttle: throttleFromLimits(config.limits),
     };
@@ -60,19 +54,12 @@ export class ProxyServer {
     return this.#deps.config;
   }
 
-  /** Open sessions. */
-  get sessions(): ReadonlySet<ProxySession> {
-    return this.#control.sessions;
+  protected override createSession(conn: Deno.TcpConn): ProxySession {
+    return new ProxySession(conn, this.#deps);
   }
 
-  /** Process-wide counters. */
-  get stats(): ServerStats {
-    return this.#control.stats;
-  }
-
-  /** Binds the control port (config.listen) and starts accepting. */
-  listen(): Deno.NetAddr {
-    return this.#control.listen();
+  protected override isBanned(addr: string): boolean {
+    return this.#deps.throttle.bannedFor(addr) > 0;
   }
 
   /** New limits, LAN list, public address and upstream, for new sessions and open ones. */
@@ -84,7 +71,7 @@ export class ProxyServer {
    * Stops accepting, lets running transfers finish for up to `graceMs`,
    * then tells every client 421 and waits for the sessions to end.
    */
-  close(options: { graceMs?: number } = {}): Promise<void> {
-    return this.#control.close({ ...options, text: "Proxy shutting down" });
+  override close(options: { graceMs?: number } = {}): Promise<void> {
+    return super.close({ ...options, text: "Proxy shutting down" });
   }
 }
