@@ -120,3 +120,29 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(b, a.length);
   return out;
 }
+
+/** What {@linkcode readCommands} yields: lines and the two kinds of bad line. */
+export type CommandLine = Exclude<ControlLine, { kind: "urgent" }>;
+
+/**
+ * {@linkcode readLines} for a command loop: an urgent ABOR is yielded as an
+ * ABOR line at once (Deno cannot read past the TCP urgent mark until the
+ * client sends more, and the client waits for the reply), and the ABOR
+ * line itself, when it arrives, is dropped as already answered.
+ */
+export async function* readCommands(
+  reader: { read(p: Uint8Array): Promise<number | null> },
+  options: { maxLength: number },
+): AsyncGenerator<CommandLine> {
+  let answered = false;
+  for await (const item of readLines(reader, options)) {
+    if (item.kind === "urgent") {
+      answered = true;
+      yield { kind: "line", text: "ABOR" };
+      continue;
+    }
+    const skip = answered && item.kind === "line" && /^\s*ABOR\s*$/i.test(item.text);
+    answered = false;
+    if (!skip) yield item;
+  }
+}

@@ -15,7 +15,7 @@ import { normalizeAddress } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { formatReply, parseCommand } from "./codec.ts";
 import { DataError, giveBuffer, takeBuffer, writeAll } from "./data_channel.ts";
-import { readLines } from "./line_reader.ts";
+import { readCommands } from "./line_reader.ts";
 import type { ControlSession, ServerStats } from "./control_server.ts";
 
 export type { ServerStats };
@@ -110,7 +110,6 @@ export class Session implements ControlSession {
   #deadline = 0;
   #timerAt = 0;
   #loginClock: number | null = null;
-  #abortAnswered = false;
 
   constructor(readonly conn: Deno.TcpConn, readonly deps: SessionDeps) {
     this.id = `s${nextId++}`;
@@ -174,20 +173,11 @@ export class Session implements ControlSession {
     try {
       await this.reply(220, config.banner);
       this.#armIdle();
-      for await (const item of readLines(this.conn, { maxLength: config.limits.max_line_length })) {
+      for await (
+        const item of readCommands(this.conn, { maxLength: config.limits.max_line_length })
+      ) {
         if (this.closed) break;
         this.#armIdle();
-        if (item.kind === "urgent") {
-          // An urgent ABOR: Deno cannot read past the TCP urgent mark until
-          // the client sends more, and the client waits for our reply. So
-          // abort now, and take the ABOR line, when it comes, as answered.
-          this.#abortAnswered = true;
-          await this.#dispatch("ABOR");
-          continue;
-        }
-        const answered = this.#abortAnswered;
-        this.#abortAnswered = false;
-        if (answered && item.kind === "line" && parseCommand(item.text).verb === "ABOR") continue;
         if (item.kind === "too-long") {
           await this.reply(500, "Command line too long");
           continue;

@@ -28,7 +28,7 @@ import {
 } from "../ftp/data_channel.ts";
 import type { ControlSession, ServerStats } from "../ftp/control_server.ts";
 import type { LoginThrottle } from "../auth/throttle.ts";
-import { readLines } from "../ftp/line_reader.ts";
+import { readCommands } from "../ftp/line_reader.ts";
 import {
   activeTarget,
   announceAddress,
@@ -153,8 +153,6 @@ export class ProxySession implements ControlSession {
   #upstreamEpsv = true;
   #quitSent = false;
   #told421 = false;
-  /** An urgent ABOR was acted on before its line arrived: skip that line. */
-  #abortAnswered = false;
   #finished = false;
   #buf: Uint8Array | null = null;
   #writes: Promise<void> = Promise.resolve();
@@ -225,20 +223,9 @@ export class ProxySession implements ControlSession {
       );
       this.#armIdle();
       const maxLength = config.limits.max_line_length;
-      for await (const item of readLines(this.conn, { maxLength })) {
+      for await (const item of readCommands(this.conn, { maxLength })) {
         if (this.closed) break;
         this.#armIdle();
-        if (item.kind === "urgent") {
-          // An urgent ABOR (Telnet IP, then the line behind the TCP urgent
-          // mark, which may not arrive until the client sends more): act on
-          // it now, as the server does, and skip its line when it comes.
-          this.#abortAnswered = true;
-          await this.#dispatch("ABOR");
-          continue;
-        }
-        const answered = this.#abortAnswered;
-        this.#abortAnswered = false;
-        if (answered && item.kind === "line" && parseCommand(item.text).verb === "ABOR") continue;
         if (item.kind === "too-long") {
           await up.idle();
           await this.#reply(500, "Command line too long");

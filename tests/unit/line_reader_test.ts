@@ -59,3 +59,19 @@ Deno.test("a bare CR ends a line (urgent ABOR loses its LF); CR LF split across 
     { kind: "line", text: "PWD" },
   ]);
 });
+
+Deno.test("readCommands: an urgent ABOR is answered at once and its line dropped once", async () => {
+  const { readCommands } = await import("../../src/ftp/line_reader.ts");
+  const out: unknown[] = [];
+  const chunks = [
+    new Uint8Array([0xff, 0xf4, 0xff, ...enc("AB")]), // IAC IP IAC, line not complete
+    enc("OR\r\n"),
+    enc("ABOR\r\nNOOP\r\n"),
+  ];
+  for await (const l of readCommands(reader(chunks), { maxLength: 64 })) out.push(l);
+  assert.deepEqual(out, [
+    { kind: "line", text: "ABOR" },
+    { kind: "line", text: "ABOR" },
+    { kind: "line", text: "NOOP" },
+  ]);
+});
