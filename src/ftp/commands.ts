@@ -355,7 +355,18 @@ async function openPassive(s: Session): Promise<number | null> {
     return null;
   }
   const port = (listener.addr as Deno.NetAddr).port;
-  s.passive = { listener, port };
+  // Accept at once, not when the transfer command comes: clients connect
+  // right after the 227/229, so the connection is ready when RETR arrives.
+  const accepted = acceptFromPeer(listener, {
+    peer: s.peer,
+    timeoutMs: s.deps.config.limits.data_timeout_seconds * 1000,
+    onStranger: (from) =>
+      s.deps.log.warn(
+        "session {session}: refused data connection from {from} on passive port {port}",
+        { ...s.ctx, from, port },
+      ),
+  });
+  s.passive = { listener, port, accepted };
   return port;
 }
 
@@ -444,17 +455,9 @@ function eprt(s: Session, arg: string) {
 async function openData(s: Session): Promise<Deno.TcpConn> {
   const timeoutMs = s.deps.config.limits.data_timeout_seconds * 1000;
   if (s.passive) {
-    const { listener, port } = s.passive;
+    const { accepted, port } = s.passive;
     s.passive = null;
-    const conn = await acceptFromPeer(listener, {
-      peer: s.peer,
-      timeoutMs,
-      onStranger: (from) =>
-        s.deps.log.warn(
-          "session {session}: refused data connection from {from} on passive port {port}",
-          { ...s.ctx, from, port },
-        ),
-    });
+    const conn = await accepted;
     if (!conn) {
       s.deps.publicAddress?.hint(`session ${s.id}: passive port ${port} was never connected`);
       throw new DataError(425, "Can't open data connection: the client did not connect");

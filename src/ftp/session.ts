@@ -95,8 +95,16 @@ export class Session implements ControlSession {
   cwd = "/";
   restOffset = 0;
   renameFrom: string | null = null;
-  /** The open passive listener; `viaPublic` when PASV told the public address. */
-  passive: { listener: Deno.TcpListener; port: number; viaPublic?: boolean } | null = null;
+  /**
+   * The open passive listener and its accept, running since PASV/EPSV;
+   * `viaPublic` when PASV told the public address.
+   */
+  passive: {
+    listener: Deno.TcpListener;
+    port: number;
+    accepted: Promise<Deno.TcpConn | null>;
+    viaPublic?: boolean;
+  } | null = null;
   active: { host: string; port: number } | null = null;
   epsvAll = false;
   binary = true;
@@ -254,9 +262,15 @@ export class Session implements ControlSession {
     try {
       p.listener.close();
     } catch { /* already closed */ }
-    // A listener announced with the public address and never used suggests
-    // the client could not reach it: the address may be stale.
-    if (p.viaPublic) this.deps.publicAddress?.hint(`passive port ${p.port} was never used`);
+    p.accepted.then((conn) => {
+      if (conn) {
+        conn.close(); // connected, but no transfer came
+      } else if (p.viaPublic) {
+        // Announced with the public address and never connected: the
+        // client could not reach it, so the address may be stale.
+        this.deps.publicAddress?.hint(`passive port ${p.port} was never connected`);
+      }
+    });
   }
 
   /**
