@@ -539,3 +539,80 @@ export class NatLab {
     await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
   }
 }
+
+/** The CLI entry point the lab runs inside its namespaces. */
+export const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+/** The repository root: the working directory for `deno run` in the lab. */
+export const REPO = new URL("../../", import.meta.url).pathname;
+/** The dynamic-DNS name the lab's DNS server resolves to the router's WAN address. */
+export const DYN_NAME = "ftp.dyn.test";
+
+/** Arguments for `deno` that run the CLI from the module cache (a namespace has no registry). */
+export function cliArgs(...args: string[]): string[] {
+  return ["run", "-A", "--cached-only", MAIN, ...args];
+}
+
+/** Fills the module cache for the CLI; to be done before anything runs inside a namespace. */
+export async function cacheCli(): Promise<void> {
+  await mustRun(Deno.execPath(), ["cache", MAIN], { timeoutMs: 120_000 });
+}
+
+/** "198.51.100.20" -> "(198,51,100,20," as it appears in a 227 reply. */
+export function in227(address: string): string {
+  return `(${address.replaceAll(".", ",")},`;
+}
+
+/** Matches a 227 reply that announces `address`. */
+export function told(address: string): RegExp {
+  return new RegExp(`227 Entering Passive Mode \\${in227(address)}`);
+}
+
+/** A run's exit code and output, for assertion messages. */
+export function show(r: RunResult): string {
+  return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+}
+
+/** Removes `path` if it exists and returns it. */
+export async function fresh(path: string): Promise<string> {
+  await Deno.remove(path).catch(() => {});
+  return path;
+}
+
+/**
+ * Runs curl in the lab's `role` namespace, verbose and time-limited, with
+ * EPSV off and the 227's address used ("pasv") or EPSV on ("epsv").
+ */
+export function labCurl(
+  lab: NatLab,
+  role: Role,
+  mode: "pasv" | "epsv",
+  args: string[],
+): Promise<RunResult> {
+  return lab.exec(role, "curl", [
+    "-sS",
+    "-v",
+    "--max-time",
+    "20",
+    "--connect-timeout",
+    "5",
+    ...(mode === "pasv" ? ["--disable-epsv", "--no-ftp-skip-pasv-ip"] : ["--ftp-pasv"]),
+    ...args,
+  ], 30_000);
+}
+
+/**
+ * The missing prerequisites of a lab test (`extra` names more of them), and
+ * whether the test is skipped for it: it is outside CI, with a warning saying why.
+ */
+export async function labGate(
+  label: string,
+  needs: string,
+  extra: string[] = [],
+): Promise<{ missing: string[]; ignore: boolean }> {
+  const missing = [...await labPrerequisites(), ...extra];
+  const ignore = missing.length > 0 && !isCi();
+  if (ignore) {
+    console.warn(`SKIPPED ${label}: missing ${missing.join(", ")} (it needs ${needs})`);
+  }
+  return { missing, ignore };
+}

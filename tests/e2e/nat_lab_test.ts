@@ -17,20 +17,24 @@ import { sha256File, writeRandomFile } from "../helpers/server.ts";
 import type { RunResult } from "../helpers/server.ts";
 import {
   ADDR,
+  cacheCli,
+  cliArgs,
   type Dnsmasq,
+  DYN_NAME,
   FORWARD,
-  isCi,
-  labPrerequisites,
-  mustRun,
+  fresh,
+  in227,
+  labCurl,
+  labGate,
   NatLab,
   type Proc,
+  REPO,
   type Role,
+  show,
   startDnsmasq,
+  told,
 } from "./lab.ts";
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-const REPO = new URL("../../", import.meta.url).pathname;
-const NAME = "ftp.dyn.test";
 const USER = "alice";
 const PASS = "lab-secret-1";
 
@@ -73,30 +77,17 @@ elif mode == "wait-pasv":
 f.quit()
 `;
 
-const missing = await labPrerequisites();
-const ignore = missing.length > 0 && !isCi();
-if (ignore) {
-  console.warn(
-    `SKIPPED NAT lab: missing ${missing.join(", ")} ` +
-      "(it needs root, iproute2, nftables, dnsmasq-base, curl, lftp and python3)",
-  );
-}
-
-/** "198.51.100.20" -> "(198,51,100,20," as it appears in a 227 reply. */
-function in227(address: string): string {
-  return `(${address.replaceAll(".", ",")},`;
-}
-
-function show(r: RunResult): string {
-  return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
-}
+const { missing, ignore } = await labGate(
+  "NAT lab",
+  "root, iproute2, nftables, dnsmasq-base, curl, lftp and python3",
+);
 
 function serverConfig(home: string, hash: string, withPublic: boolean): string {
   return [
     `listen: { address: 0.0.0.0, port: ${FORWARD.control} }`,
     `passive: { min_port: ${FORWARD.min}, max_port: ${FORWARD.max} }`,
     ...(withPublic
-      ? [`public_address: { host: ${NAME}, dns_server: "${ADDR.inet}:53", refresh_seconds: 5 }`]
+      ? [`public_address: { host: ${DYN_NAME}, dns_server: "${ADDR.inet}:53", refresh_seconds: 5 }`]
       : []),
     "users:",
     `  - name: ${USER}`,
@@ -117,7 +108,7 @@ Deno.test({
       throw new Error(`NAT lab prerequisites missing under CI=true: ${missing.join(", ")}`);
     }
     // A namespace has no route to the package registry: fill the cache first.
-    await mustRun(Deno.execPath(), ["cache", MAIN], { timeoutMs: 120_000 });
+    await cacheCli();
 
     const dir = await Deno.makeTempDir({ prefix: "pn-nat-" });
     const home = `${dir}/home`;
@@ -136,7 +127,7 @@ Deno.test({
     await Deno.writeTextFile(withPublic, serverConfig(home, hash, true));
     await Deno.writeTextFile(withoutPublic, serverConfig(home, hash, false));
     const hostsFile = `${dir}/hosts`;
-    await Deno.writeTextFile(hostsFile, `${ADDR.srvRouterWan} ${NAME}\n`);
+    await Deno.writeTextFile(hostsFile, `${ADDR.srvRouterWan} ${DYN_NAME}\n`);
 
     let lab: NatLab | null = null;
     let dns: Dnsmasq | null = null;
@@ -153,15 +144,16 @@ Deno.test({
       const theDns = dns;
 
       const startServer = async (config: string): Promise<Proc> => {
-        const p = theLab.spawn("srv", Deno.execPath(), [
-          "run",
-          "-A",
-          "--cached-only",
-          MAIN,
-          "serve",
-          "--config",
-          config,
-        ], { cwd: REPO });
+        const p = theLab.spawn(
+          "srv",
+          Deno.execPath(),
+          cliArgs(
+            "serve",
+            "--config",
+            config,
+          ),
+          { cwd: REPO },
+        );
         await p.waitFor(/listening on ftp:\/\//, 15_000);
         return p;
       };
@@ -175,16 +167,7 @@ Deno.test({
       const url = (host: string, path = "") =>
         `ftp://${USER}:${PASS}@${host}:${FORWARD.control}/${path}`;
       const curl = (role: Role, mode: "pasv" | "epsv", args: string[]) =>
-        theLab.exec(role, "curl", [
-          "-sS",
-          "-v",
-          "--max-time",
-          "20",
-          "--connect-timeout",
-          "5",
-          ...(mode === "pasv" ? ["--disable-epsv", "--no-ftp-skip-pasv-ip"] : ["--ftp-pasv"]),
-          ...args,
-        ], 30_000);
+        labCurl(theLab, role, mode, args);
       const ftplib = (role: Role, mode: string, host: string, ...rest: string[]) =>
         theLab.exec(
           role,
@@ -192,10 +175,6 @@ Deno.test({
           [script, mode, host, `${FORWARD.control}`, USER, PASS, ...rest],
           30_000,
         );
-      const fresh = async (path: string) => {
-        await Deno.remove(path).catch(() => {});
-        return path;
-      };
       /** Downloads dl.bin and uploads up.bin as `name`, checking both by SHA-256. */
       const checkTransfers = async (
         name: string,
@@ -217,22 +196,22 @@ Deno.test({
       };
 
       const wan = ADDR.srvRouterWan;
-      const told = (address: string) => new RegExp(`227 Entering Passive Mode \\${in227(address)}`);
 
       await t.step(
         "check on the server host reports the resolved name and the forwarding",
         async () => {
-          const r = await theLab.exec("srv", Deno.execPath(), [
-            "run",
-            "-A",
-            "--cached-only",
-            MAIN,
-            "check",
-            "--config",
-            withPublic,
-            "--client",
-            ADDR.cliRouterWan,
-          ], 30_000);
+          const r = await theLab.exec(
+            "srv",
+            Deno.execPath(),
+            cliArgs(
+              "check",
+              "--config",
+              withPublic,
+              "--client",
+              ADDR.cliRouterWan,
+            ),
+            30_000,
+          );
           assert.equal(r.code, 0, show(r));
           assert.match(
             r.stdout,
@@ -323,7 +302,7 @@ Deno.test({
         "the WAN address changes: the running server announces the new one",
         async () => {
           await theLab.renumberServerWan(wan, newWan);
-          await theDns.setHosts(`${newWan} ${NAME}\n`);
+          await theDns.setHosts(`${newWan} ${DYN_NAME}\n`);
           const changed = Date.now();
           // One session, polling PASV: the same process must pick up the change.
           const r = await ftplib("cli", "wait-pasv", newWan, in227(newWan), "20");

@@ -16,24 +16,27 @@
  */
 import assert from "node:assert/strict";
 import { sha256File, writeRandomFile } from "../helpers/server.ts";
-import type { RunResult } from "../helpers/server.ts";
 import {
   ADDR,
+  cacheCli,
+  cliArgs,
   type Dnsmasq,
+  DYN_NAME,
   findProgram,
   FORWARD,
-  isCi,
-  labPrerequisites,
-  mustRun,
+  fresh,
+  in227,
+  labCurl,
+  labGate,
   NatLab,
   type Proc,
+  REPO,
   type Role,
+  show,
   startDnsmasq,
+  told,
 } from "./lab.ts";
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-const REPO = new URL("../../", import.meta.url).pathname;
-const NAME = "ftp.dyn.test";
 /** vsftpd's control port on the server's loopback when it sits behind the proxy. */
 const UPSTREAM_PORT = 2100;
 /** vsftpd's own passive range behind the proxy (loopback only, not forwarded). */
@@ -61,27 +64,11 @@ f.quit()
 `;
 
 const VSFTPD = findProgram("vsftpd");
-const missing = [...await labPrerequisites(), ...(VSFTPD ? [] : ["vsftpd"])];
-const ignore = missing.length > 0 && !isCi();
-if (ignore) {
-  console.warn(
-    `SKIPPED proxy NAT lab: missing ${missing.join(", ")} ` +
-      "(it needs root, iproute2, nftables, dnsmasq-base, curl, lftp, python3 and vsftpd)",
-  );
-}
-
-/** "198.51.100.20" -> "(198,51,100,20," as it appears in a 227 reply. */
-function in227(address: string): string {
-  return `(${address.replaceAll(".", ",")},`;
-}
-
-function told(address: string): RegExp {
-  return new RegExp(`227 Entering Passive Mode \\${in227(address)}`);
-}
-
-function show(r: RunResult): string {
-  return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
-}
+const { missing, ignore } = await labGate(
+  "proxy NAT lab",
+  "root, iproute2, nftables, dnsmasq-base, curl, lftp, python3 and vsftpd",
+  VSFTPD ? [] : ["vsftpd"],
+);
 
 /** An anonymous vsftpd (read/write in `root`) that runs as root with no chroot or system user. */
 function vsftpdConfig(
@@ -122,7 +109,7 @@ function proxyConfig(): string {
   return [
     `listen: { address: 0.0.0.0, port: ${FORWARD.control} }`,
     `passive: { min_port: ${FORWARD.min}, max_port: ${FORWARD.max} }`,
-    `public_address: { host: ${NAME}, dns_server: "${ADDR.inet}:53", refresh_seconds: 5 }`,
+    `public_address: { host: ${DYN_NAME}, dns_server: "${ADDR.inet}:53", refresh_seconds: 5 }`,
     "proxy:",
     `  upstream: { host: 127.0.0.1, port: ${UPSTREAM_PORT} }`,
     "  connect_timeout_seconds: 5",
@@ -141,7 +128,7 @@ Deno.test({
     }
     const vsftpd = VSFTPD;
     // A namespace has no route to the package registry: fill the cache first.
-    await mustRun(Deno.execPath(), ["cache", MAIN], { timeoutMs: 120_000 });
+    await cacheCli();
 
     const dir = await Deno.makeTempDir({ prefix: "pn-proxy-lab-" });
     const root = `${dir}/root`;
@@ -180,7 +167,7 @@ Deno.test({
     const proxyYaml = `${dir}/proxy.yaml`;
     await Deno.writeTextFile(proxyYaml, proxyConfig());
     const hostsFile = `${dir}/hosts`;
-    await Deno.writeTextFile(hostsFile, `${ADDR.srvRouterWan} ${NAME}\n`);
+    await Deno.writeTextFile(hostsFile, `${ADDR.srvRouterWan} ${DYN_NAME}\n`);
 
     let lab: NatLab | null = null;
     let dns: Dnsmasq | null = null;
@@ -212,20 +199,7 @@ Deno.test({
 
       const url = (host: string, path = "") => `ftp://${host}:${FORWARD.control}/${path}`;
       const curl = (role: Role, mode: "pasv" | "epsv", args: string[]) =>
-        theLab.exec(role, "curl", [
-          "-sS",
-          "-v",
-          "--max-time",
-          "20",
-          "--connect-timeout",
-          "5",
-          ...(mode === "pasv" ? ["--disable-epsv", "--no-ftp-skip-pasv-ip"] : ["--ftp-pasv"]),
-          ...args,
-        ], 30_000);
-      const fresh = async (path: string) => {
-        await Deno.remove(path).catch(() => {});
-        return path;
-      };
+        labCurl(theLab, role, mode, args);
       /** Downloads dl.bin and uploads up.bin as `name` with curl, checking both by SHA-256. */
       const checkTransfers = async (
         name: string,
@@ -278,15 +252,16 @@ Deno.test({
 
       // vsftpd on the server's loopback, pitifulnat proxy on the forwarded port in front of it.
       const upstream = await startVsftpd(behind, "127.0.0.1", UPSTREAM_PORT);
-      const proxy = theLab.spawn("srv", Deno.execPath(), [
-        "run",
-        "-A",
-        "--cached-only",
-        MAIN,
-        "proxy",
-        "--config",
-        proxyYaml,
-      ], { cwd: REPO });
+      const proxy = theLab.spawn(
+        "srv",
+        Deno.execPath(),
+        cliArgs(
+          "proxy",
+          "--config",
+          proxyYaml,
+        ),
+        { cwd: REPO },
+      );
       await proxy.waitFor(/proxy listening on ftp:\/\/0\.0\.0\.0:2121\//, 15_000);
       await proxy.waitFor(
         /resolved ftp\.dyn\.test -> 198\.51\.100\.20 via 198\.51\.100\.1:53/,
@@ -321,7 +296,7 @@ Deno.test({
         async () => {
           const newWan = ADDR.srvRouterWanNew;
           await theLab.renumberServerWan(wan, newWan);
-          await theDns.setHosts(`${newWan} ${NAME}\n`);
+          await theDns.setHosts(`${newWan} ${DYN_NAME}\n`);
           const changed = Date.now();
           // One session polling PASV for at most 20 s: the running proxy must pick up the change.
           const r = await theLab.exec(

@@ -3,6 +3,8 @@
  * bundle or a compiled executable) the way an operator would: a config file
  * in a temporary directory, `serve` in the background, a real client.
  */
+import assert from "node:assert/strict";
+import { run } from "./server.ts";
 
 /** A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after). */
 export function freePort(): number {
@@ -113,4 +115,41 @@ export async function startInBackground(
     `${cmd} ${args.join(" ")} did not listen on port ${options.port} ` +
       `(exit code ${out.code}):\n${out.stdout}${out.stderr}`,
   );
+}
+
+/**
+ * Runs `serve` in the background in `cwd` (`cmd` with `serveArgs(config)`)
+ * on a fresh setup, downloads the setup's file with curl and checks its
+ * bytes, then stops it with SIGTERM and checks it exited 0. Returns the log
+ * text; the setup's directory is removed.
+ */
+export async function serveOneDownload(
+  cmd: string,
+  serveArgs: (config: string) => string[],
+  cwd: string,
+): Promise<{ setup: ServeSetup; log: string }> {
+  const setup = await makeServeSetup();
+  try {
+    const server = await startInBackground(cmd, serveArgs(setup.config), {
+      cwd,
+      port: setup.port,
+    });
+    let stopped;
+    try {
+      const got = await run("curl", [
+        "-sS",
+        "--max-time",
+        "20",
+        `ftp://127.0.0.1:${setup.port}/${setup.fileName}`,
+      ]);
+      assert.equal(got.code, 0, got.stderr);
+      assert.equal(got.stdout, setup.content);
+    } finally {
+      stopped = await server.stop();
+    }
+    assert.equal(stopped.code, 0, `exit code after SIGTERM:\n${stopped.stderr}`);
+    return { setup, log: await Deno.readTextFile(setup.logFile) };
+  } finally {
+    await Deno.remove(setup.dir, { recursive: true });
+  }
 }

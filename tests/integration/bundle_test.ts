@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
 import { ROOT, runtimeFlags } from "../../scripts/compile_all.ts";
-import { makeServeSetup, startInBackground } from "../helpers/program.ts";
+import { serveOneDownload } from "../helpers/program.ts";
 import { run } from "../helpers/server.ts";
 
 /**
@@ -40,40 +40,20 @@ Deno.test("deno bundle: one file runs from an empty directory and serves a real 
       new RegExp(`^pitifulnat ${denoJson.version.replaceAll(".", "\\.")} `),
     );
 
-    const setup = await makeServeSetup();
-    try {
-      const server = await startInBackground(
-        Deno.execPath(),
-        runArgs("serve", "--config", setup.config),
-        { cwd: empty, port: setup.port },
-      );
-      let stopped;
-      try {
-        const got = await run("curl", [
-          "-sS",
-          "--max-time",
-          "20",
-          `ftp://127.0.0.1:${setup.port}/${setup.fileName}`,
-        ]);
-        assert.equal(got.code, 0, got.stderr);
-        assert.equal(got.stdout, setup.content);
-      } finally {
-        stopped = await server.stop();
-      }
-      assert.equal(stopped.code, 0, `exit code after SIGTERM:\n${stopped.stderr}`);
-      const log = await Deno.readTextFile(setup.logFile);
-      assert.match(
-        log,
-        new RegExp(
-          `transfer user=anonymous dir=out path=/${setup.fileName} ` +
-            `bytes=${setup.content.length} seconds=\\S+ rate=\\S+ result=ok`,
-        ),
-      );
-      assert.match(log, /SIGTERM: stopping/);
-      assert.deepEqual([...Deno.readDirSync(empty)].map((entry) => entry.name), ["bundle.js"]);
-    } finally {
-      await Deno.remove(setup.dir, { recursive: true });
-    }
+    const { setup, log } = await serveOneDownload(
+      Deno.execPath(),
+      (config) => runArgs("serve", "--config", config),
+      empty,
+    );
+    assert.match(
+      log,
+      new RegExp(
+        `transfer user=anonymous dir=out path=/${setup.fileName} ` +
+          `bytes=${setup.content.length} seconds=\\S+ rate=\\S+ result=ok`,
+      ),
+    );
+    assert.match(log, /SIGTERM: stopping/);
+    assert.deepEqual([...Deno.readDirSync(empty)].map((entry) => entry.name), ["bundle.js"]);
   } finally {
     await Deno.remove(work, { recursive: true });
   }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
 import { compileArgs, findRuntime, hostTriple, ROOT, TARGETS } from "../../scripts/compile_all.ts";
-import { makeServeSetup, startInBackground } from "../helpers/program.ts";
+import { serveOneDownload } from "../helpers/program.ts";
 import { run } from "../helpers/server.ts";
 
 // `deno compile` needs a runtime (denort): $DENORT_BIN or one cached by an
@@ -37,31 +37,12 @@ if (!runtime) {
         new RegExp(`^pitifulnat ${denoJson.version.replaceAll(".", "\\.")} `),
       );
 
-      const setup = await makeServeSetup();
-      try {
-        const server = await startInBackground(exe, ["serve", "--config", setup.config], {
-          cwd: empty,
-          port: setup.port,
-        });
-        let stopped;
-        try {
-          const got = await run("curl", [
-            "-sS",
-            "--max-time",
-            "20",
-            `ftp://127.0.0.1:${setup.port}/${setup.fileName}`,
-          ]);
-          assert.equal(got.code, 0, got.stderr);
-          assert.equal(got.stdout, setup.content);
-        } finally {
-          stopped = await server.stop();
-        }
-        assert.equal(stopped.code, 0, `exit code after SIGTERM:\n${stopped.stderr}`);
-        const log = await Deno.readTextFile(setup.logFile);
-        assert.match(log, new RegExp(`transfer user=anonymous dir=out path=/${setup.fileName} `));
-      } finally {
-        await Deno.remove(setup.dir, { recursive: true });
-      }
+      const { setup, log } = await serveOneDownload(
+        exe,
+        (config) => ["serve", "--config", config],
+        empty,
+      );
+      assert.match(log, new RegExp(`transfer user=anonymous dir=out path=/${setup.fileName} `));
     } finally {
       await Deno.remove(work, { recursive: true });
     }

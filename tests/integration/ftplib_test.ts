@@ -4,6 +4,7 @@
  * assertions are made here, on those observations and on the disk.
  */
 import assert from "node:assert/strict";
+import { ABORT_BIG_RETR } from "../helpers/ftplib.ts";
 import {
   PASSWORD,
   run,
@@ -151,21 +152,7 @@ Deno.test("ftplib: abort a big download mid-way, then NOOP still answers 200", a
     const out = await python(
       srv,
       `
-ftp.voidcmd("TYPE I")
-conn = ftp.transfercmd("RETR big.bin")
-got = 0
-while got < 1_000_000:
-    chunk = conn.recv(65536)
-    if not chunk:
-        break
-    got += len(chunk)
-out["got"] = got
-replies = [ftp.abort()]
-if replies[0].startswith("426"):
-    replies.append(ftp.getresp())
-conn.close()
-out["abort"] = replies
-out["noop"] = ftp.voidcmd("NOOP")
+${ABORT_BIG_RETR}
 buf = io.BytesIO()
 ftp.retrbinary("RETR big.bin", buf.write, rest=64 * 1024 * 1024 - 10)
 out["after"] = len(buf.getvalue())

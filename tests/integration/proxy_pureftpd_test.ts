@@ -19,6 +19,7 @@ import type { Config } from "../../src/config/schema.ts";
 import { parsePasvReply } from "../../src/ftp/codec.ts";
 import { PublicAddress } from "../../src/nat/public_address.ts";
 import { ProxyServer } from "../../src/proxy/server.ts";
+import { ftplibJson, rawGreeting } from "../helpers/ftplib.ts";
 import { type Background, freePort, startInBackground } from "../helpers/program.ts";
 import { RawClient } from "../helpers/raw.ts";
 import { run, sha256File, writeRandomFile } from "../helpers/server.ts";
@@ -194,24 +195,6 @@ async function startPureFtpd(bins: { ftpd: string; pw: string }): Promise<PureFt
   }
 }
 
-/** Connects and reads the greeting bytes until its last line, as text. */
-async function rawGreeting(port: number): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    let text = "";
-    const buf = new Uint8Array(4096);
-    const deadline = Date.now() + 5000;
-    while (!/(^|\n)\d{3} [^\n]*\r\n$/.test(text) && Date.now() < deadline) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      text += new TextDecoder().decode(buf.subarray(0, n));
-    }
-    return text;
-  } finally {
-    conn.close();
-  }
-}
-
 /** Starts an in-process proxy on a free loopback port in front of `upstreamPort`. */
 function startProxy(
   upstreamPort: number,
@@ -246,26 +229,6 @@ async function curl(args: string[]): Promise<{ stdout: string; stderr: string }>
   });
   assert.equal(r.code, 0, `curl ${args.join(" ")}:\n${r.stderr}`);
   return r;
-}
-
-/** Runs a Python ftplib script against `port`, logged in; it prints one JSON object. */
-async function python(port: number, body: string): Promise<Record<string, unknown>> {
-  const script = `
-import ftplib, io, json, sys
-ftp = ftplib.FTP()
-ftp.connect("127.0.0.1", int(sys.argv[1]), timeout=20)
-# Use the address in 227 replies, as most clients do (ftplib ignores it by default).
-ftp.trust_server_pasv_ipv4_address = True
-ftp.login(sys.argv[2], sys.argv[3])
-out = {}
-${body}
-print(json.dumps(out))
-`;
-  const r = await run("python3", ["-c", script, String(port), USER, PASSWORD], {
-    timeoutMs: 60_000,
-  });
-  assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout);
 }
 
 /** The port of a 229 reply, checked to be in the proxy's range. */
@@ -389,7 +352,7 @@ Deno.test({
       });
 
       await t.step("ftplib: NLST, LIST, MLSD, REST resume, upload, active mode", async () => {
-        const out = await python(
+        const out = await ftplibJson(
           px.port,
           `
 out["nlst"] = sorted(n for n in ftp.nlst() if n not in (".", ".."))
@@ -412,6 +375,7 @@ ftp.retrbinary("RETR hello.txt", buf.write)
 out["active"] = buf.getvalue().decode()
 out["quit"] = ftp.quit()
 `,
+          { login: { user: USER, password: PASSWORD }, trustPasvAddress: true },
         );
         const nlst = out.nlst as string[];
         assert.ok(nlst.includes("hello.txt") && nlst.includes("big.bin"), String(nlst));

@@ -12,6 +12,7 @@ import type { Config } from "../../src/config/schema.ts";
 import { parsePasvReply } from "../../src/ftp/codec.ts";
 import { PublicAddress } from "../../src/nat/public_address.ts";
 import { ProxyServer } from "../../src/proxy/server.ts";
+import { ABORT_BIG_RETR, ftplibJson, rawGreeting } from "../helpers/ftplib.ts";
 import { freePort, startInBackground } from "../helpers/program.ts";
 import { RawClient, type Reply } from "../helpers/raw.ts";
 import { run, sha256File, writeRandomFile } from "../helpers/server.ts";
@@ -106,24 +107,6 @@ async function startVsftpdOnce(dir: string, root: string): Promise<Vsftpd> {
   };
 }
 
-/** Connects and reads the greeting bytes until its last line, as text. */
-async function rawGreeting(port: number): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    let text = "";
-    const buf = new Uint8Array(4096);
-    const deadline = Date.now() + 5000;
-    while (!/(^|\n)\d{3} [^\n]*\r\n$/.test(text) && Date.now() < deadline) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      text += new TextDecoder().decode(buf.subarray(0, n));
-    }
-    return text;
-  } finally {
-    conn.close();
-  }
-}
-
 interface Proxy {
   proxy: ProxyServer;
   port: number;
@@ -169,22 +152,6 @@ async function curl(args: string[]): Promise<string> {
   const r = await run("curl", ["-sS", "--max-time", "30", ...args], { timeoutMs: 40_000 });
   assert.equal(r.code, 0, `curl ${args.join(" ")}: ${r.stderr}`);
   return r.stdout;
-}
-
-/** Runs a Python ftplib script against the proxy; it prints one JSON object. */
-async function python(port: number, body: string): Promise<Record<string, unknown>> {
-  const script = `
-import ftplib, io, json, sys
-ftp = ftplib.FTP()
-ftp.connect("127.0.0.1", int(sys.argv[1]), timeout=20)
-ftp.login()
-out = {}
-${body}
-print(json.dumps(out))
-`;
-  const r = await run("python3", ["-c", script, String(port)], { timeoutMs: 60_000 });
-  assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout);
 }
 
 /** Opens a passive data connection through the proxy with EPSV. */
@@ -255,7 +222,7 @@ Deno.test("proxy in front of vsftpd: real clients, both modes, both directions",
     });
 
     await t.step("ftplib: listing, REST resume, ABOR mid-transfer then NOOP", async () => {
-      const out = await python(
+      const out = await ftplibJson(
         px.port,
         `
 out["nlst"] = sorted(ftp.nlst())
@@ -265,21 +232,7 @@ out["list"] = len(lines)
 buf = io.BytesIO()
 ftp.retrbinary("RETR hello.txt", buf.write, rest=6)
 out["rest"] = buf.getvalue().decode()
-ftp.voidcmd("TYPE I")
-conn = ftp.transfercmd("RETR big.bin")
-got = 0
-while got < 1_000_000:
-    chunk = conn.recv(65536)
-    if not chunk:
-        break
-    got += len(chunk)
-out["got"] = got
-replies = [ftp.abort()]
-if replies[0].startswith("426"):
-    replies.append(ftp.getresp())
-conn.close()
-out["abort"] = replies
-out["noop"] = ftp.voidcmd("NOOP")
+${ABORT_BIG_RETR}
 ftp.set_pasv(False)
 buf = io.BytesIO()
 ftp.retrbinary("RETR hello.txt", buf.write)

@@ -58,14 +58,39 @@ function expectedSum(size: number): number {
   return sum;
 }
 
-Deno.test("relay: a download arrives byte for byte and the receiver sees EOF", async () => {
+/** A relay between two fresh loopback pairs, with the far ends of both. */
+async function relayBetween(
+  direction: "download" | "upload",
+  stallMs: number,
+): Promise<{ relay: DataRelay; upstreamPeer: Deno.TcpConn; clientPeer: Deno.TcpConn }> {
   const [upstream, upstreamPeer] = await pair();
   const [client, clientPeer] = await pair();
   const relay = new DataRelay({ client, upstream }, {
-    direction: "download",
+    direction,
     buf: new Uint8Array(1 << 20),
-    stallMs: 5000,
+    stallMs,
   });
+  return { relay, upstreamPeer, clientPeer };
+}
+
+/**
+ * Sends a large stream from `sender` through the relay; `quitter` reads the
+ * first bytes and hangs up. Resolves with the relay's result and what was sent.
+ */
+async function hangUpMidway(
+  relay: DataRelay,
+  sender: Deno.Conn,
+  quitter: Deno.Conn,
+): Promise<[Awaited<DataRelay["done"]>, number]> {
+  const sending = send(sender, 512 * 1024 * 1024);
+  const first = new Uint8Array(1000);
+  assert.notEqual(await quitter.read(first), null);
+  quitter.close();
+  return await Promise.all([relay.done, sending]);
+}
+
+Deno.test("relay: a download arrives byte for byte and the receiver sees EOF", async () => {
+  const { relay, upstreamPeer, clientPeer } = await relayBetween("download", 5000);
   const size = 3_000_017;
   const [sent, got, result] = await Promise.all([
     send(upstreamPeer, size),
@@ -79,13 +104,7 @@ Deno.test("relay: a download arrives byte for byte and the receiver sees EOF", a
 });
 
 Deno.test("relay: an upload goes the other way", async () => {
-  const [upstream, upstreamPeer] = await pair();
-  const [client, clientPeer] = await pair();
-  const relay = new DataRelay({ client, upstream }, {
-    direction: "upload",
-    buf: new Uint8Array(1 << 20),
-    stallMs: 5000,
-  });
+  const { relay, upstreamPeer, clientPeer } = await relayBetween("upload", 5000);
   const size = 1_234_567;
   const [, got, result] = await Promise.all([
     send(clientPeer, size),
@@ -98,14 +117,7 @@ Deno.test("relay: an upload goes the other way", async () => {
 });
 
 Deno.test("relay: a receiver that does not read holds the sender back (back-pressure)", async () => {
-  const [upstream, upstreamPeer] = await pair();
-  const [client, clientPeer] = await pair();
-  const buf = new Uint8Array(1 << 20);
-  const relay = new DataRelay({ client, upstream }, {
-    direction: "download",
-    buf,
-    stallMs: 10_000,
-  });
+  const { relay, upstreamPeer, clientPeer } = await relayBetween("download", 10_000);
   const size = 96 * 1024 * 1024;
   const sending = send(upstreamPeer, size);
   await new Promise((r) => setTimeout(r, 300));
@@ -118,13 +130,7 @@ Deno.test("relay: a receiver that does not read holds the sender back (back-pres
 });
 
 Deno.test("relay: abort closes both sides and says aborted", async () => {
-  const [upstream, upstreamPeer] = await pair();
-  const [client, clientPeer] = await pair();
-  const relay = new DataRelay({ client, upstream }, {
-    direction: "download",
-    buf: new Uint8Array(1 << 20),
-    stallMs: 10_000,
-  });
+  const { relay, upstreamPeer, clientPeer } = await relayBetween("download", 10_000);
   const sending = send(upstreamPeer, 512 * 1024 * 1024);
   const receiving = receive(clientPeer);
   await new Promise((r) => setTimeout(r, 50));
@@ -136,30 +142,14 @@ Deno.test("relay: abort closes both sides and says aborted", async () => {
 });
 
 Deno.test("relay: the client going away mid-download is a client failure, upstream is closed", async () => {
-  const [upstream, upstreamPeer] = await pair();
-  const [client, clientPeer] = await pair();
-  const relay = new DataRelay({ client, upstream }, {
-    direction: "download",
-    buf: new Uint8Array(1 << 20),
-    stallMs: 10_000,
-  });
-  const sending = send(upstreamPeer, 512 * 1024 * 1024);
-  const first = new Uint8Array(1000);
-  assert.notEqual(await clientPeer.read(first), null);
-  clientPeer.close();
-  const [result, sent] = await Promise.all([relay.done, sending]);
+  const { relay, upstreamPeer, clientPeer } = await relayBetween("download", 10_000);
+  const [result, sent] = await hangUpMidway(relay, upstreamPeer, clientPeer);
   assert.equal(result.outcome, "client-failed");
   assert.ok(sent < 512 * 1024 * 1024, "the upstream learned of it: its writes failed");
 });
 
 Deno.test("relay: no byte for the stall time ends it as stalled", async () => {
-  const [upstream, upstreamPeer] = await pair();
-  const [client, clientPeer] = await pair();
-  const relay = new DataRelay({ client, upstream }, {
-    direction: "upload",
-    buf: new Uint8Array(1 << 20),
-    stallMs: 200,
-  });
+  const { relay, upstreamPeer, clientPeer } = await relayBetween("upload", 200);
   const started = Date.now();
   const result = await relay.done;
   assert.equal(result.outcome, "stalled");
@@ -170,18 +160,8 @@ Deno.test("relay: no byte for the stall time ends it as stalled", async () => {
 });
 
 Deno.test("relay: the upstream going away mid-upload is an upstream failure, client is closed", async () => {
-  const [upstream, upstreamPeer] = await pair();
-  const [client, clientPeer] = await pair();
-  const relay = new DataRelay({ client, upstream }, {
-    direction: "upload",
-    buf: new Uint8Array(1 << 20),
-    stallMs: 10_000,
-  });
-  const sending = send(clientPeer, 512 * 1024 * 1024);
-  const first = new Uint8Array(1000);
-  assert.notEqual(await upstreamPeer.read(first), null);
-  upstreamPeer.close();
-  const [result, sent] = await Promise.all([relay.done, sending]);
+  const { relay, upstreamPeer, clientPeer } = await relayBetween("upload", 10_000);
+  const [result, sent] = await hangUpMidway(relay, clientPeer, upstreamPeer);
   assert.equal(result.outcome, "upstream-failed");
   assert.ok(sent < 512 * 1024 * 1024, "the client learned of it: its writes failed");
 });

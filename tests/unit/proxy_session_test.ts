@@ -9,6 +9,7 @@ import type { Config } from "../../src/config/schema.ts";
 import { readLines } from "../../src/ftp/line_reader.ts";
 import { ProxyServer } from "../../src/proxy/server.ts";
 import { RawClient } from "../helpers/raw.ts";
+import type { Reply } from "../helpers/raw.ts";
 
 const encoder = new TextEncoder();
 
@@ -118,6 +119,46 @@ function startProxy(upstreamPort: number, tweak?: (c: Config) => void) {
   return { proxy, port: proxy.listen().port };
 }
 
+type FakeUpstream = ReturnType<typeof fakeUpstream>;
+
+/** Starts a proxy in front of `up`, runs `body` with the proxy's port, then closes both. */
+async function withProxy(
+  up: FakeUpstream,
+  body: (port: number) => Promise<void>,
+  tweak?: (c: Config) => void,
+): Promise<void> {
+  const px = startProxy(up.port, tweak);
+  try {
+    await body(px.port);
+  } finally {
+    await px.proxy.close();
+    await up.close();
+  }
+}
+
+/** As `withProxy`, with one client connected through the proxy (closed afterwards). */
+function throughProxy(
+  up: FakeUpstream,
+  body: (c: RawClient, greeting: Reply) => Promise<void>,
+  tweak?: (c: Config) => void,
+): Promise<void> {
+  return withProxy(up, async (port) => {
+    const [c, greeting] = await RawClient.connect("127.0.0.1", port);
+    try {
+      await body(c, greeting);
+    } finally {
+      c.close();
+    }
+  }, tweak);
+}
+
+/** Opens a data listener and tells the client about it with a 229. */
+async function offerEpsv(io: FakeIo): Promise<ReturnType<FakeIo["passive"]>> {
+  const data = io.passive();
+  await io.say(`229 Entering Extended Passive Mode (|||${data.port}|)`);
+  return data;
+}
+
 async function login(c: RawClient): Promise<void> {
   const r = await c.cmd("USER anonymous");
   assert.equal(r.code, 230, r.text);
@@ -161,15 +202,13 @@ Deno.test("proxy session: REST is repeated after EPSV, right before RETR", async
     if (await common(line, io)) return;
     if (line.startsWith("REST ")) return io.say("350 Restart position accepted (5).");
     if (line === "EPSV") {
-      data = io.passive();
-      return io.say(`229 Entering Extended Passive Mode (|||${data.port}|)`);
+      data = await offerEpsv(io);
+      return;
     }
     if (line.startsWith("RETR ")) return sendFile(io, data!, "from offset 5");
     await io.say("500 Unknown command.");
   });
-  const px = startProxy(up.port);
-  const [c] = await RawClient.connect("127.0.0.1", px.port);
-  try {
+  await throughProxy(up, async (c) => {
     await login(c);
     const dataConn = await epsv(c);
     assert.equal((await c.cmd("REST 5")).code, 350);
@@ -177,11 +216,7 @@ Deno.test("proxy session: REST is repeated after EPSV, right before RETR", async
     assert.equal(await readAll(dataConn), "from offset 5");
     assert.equal((await c.read()).code, 226);
     assert.deepEqual(up.received, ["USER anonymous", "REST 5", "EPSV", "REST 5", "RETR file.txt"]);
-  } finally {
-    c.close();
-    await px.proxy.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("proxy session: no EPSV upstream -> PASV, connecting to the control host, not the 227's", async () => {
@@ -197,9 +232,7 @@ Deno.test("proxy session: no EPSV upstream -> PASV, connecting to the control ho
     if (line === "LIST") return sendFile(io, data!, "-rw-r--r-- 1 0 0 5 Jan 1 00:00 a\r\n");
     await io.say("500 Unknown command.");
   });
-  const px = startProxy(up.port);
-  const [c] = await RawClient.connect("127.0.0.1", px.port);
-  try {
+  await throughProxy(up, async (c) => {
     await login(c);
     for (let i = 0; i < 2; i++) {
       const dataConn = await epsv(c);
@@ -209,11 +242,7 @@ Deno.test("proxy session: no EPSV upstream -> PASV, connecting to the control ho
     }
     // EPSV was tried once; the second transfer went straight to PASV.
     assert.deepEqual(up.received, ["USER anonymous", "EPSV", "PASV", "LIST", "PASV", "LIST"]);
-  } finally {
-    c.close();
-    await px.proxy.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("proxy session: pipelined commands get their replies in order", async () => {
@@ -225,20 +254,14 @@ Deno.test("proxy session: pipelined commands get their replies in order", async 
     if (await common(line, io)) return;
     if (line === "SYST") return io.say("215 UNIX Type: L8");
   });
-  const px = startProxy(up.port);
-  const [c] = await RawClient.connect("127.0.0.1", px.port);
-  try {
+  await throughProxy(up, async (c) => {
     await login(c);
     await c.sendBytes(encoder.encode("NOOP\r\nPASV\r\nSYST\r\n"));
     const codes = [(await c.read()).code, (await c.read()).code, (await c.read()).code];
     // PASV is answered by the proxy, but only after the NOOP before it.
     assert.deepEqual(codes, [200, 227, 215]);
     assert.deepEqual(up.received, ["USER anonymous", "NOOP", "SYST"]);
-  } finally {
-    c.close();
-    await px.proxy.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("proxy session: multi-line replies pass unchanged; FEAT loses what cannot pass", async () => {
@@ -251,28 +274,20 @@ Deno.test("proxy session: multi-line replies pass unchanged; FEAT loses what can
       return io.say("211-Features:\r\n AUTH TLS\r\n EPSV\r\n PBSZ\r\n PROT\r\n MDTM\r\n211 End");
     }
   }, { banner: "220-first\r\n220-220 second\r\n220 third" });
-  const px = startProxy(up.port);
-  const [c, greeting] = await RawClient.connect("127.0.0.1", px.port);
-  try {
+  await throughProxy(up, async (c, greeting) => {
     assert.deepEqual(greeting.lines, ["220-first", "220-220 second", "220 third"]);
     const h = await c.cmd("HELP");
     assert.equal(h.text.replaceAll("\n", "\r\n") + "\r\n", help);
     const f = await c.cmd("FEAT");
     assert.deepEqual(f.lines, ["211-Features:", " EPSV", " MDTM", "211 End"]);
-  } finally {
-    c.close();
-    await px.proxy.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("proxy session: a 226 after the client's side broke reaches the client as 426", async () => {
   const up = fakeUpstream(async (line, io) => {
     if (await common(line, io)) return;
     if (line === "EPSV") {
-      const data = io.passive();
-      await io.say(`229 Entering Extended Passive Mode (|||${data.port}|)`);
-      const conn = await data.accept();
+      const conn = await (await offerEpsv(io)).accept();
       // RETR comes next; answer it from here with an upload of 64 MB
       // that the upstream believes complete whatever happens.
       const buf = new Uint8Array(1 << 20);
@@ -289,9 +304,7 @@ Deno.test("proxy session: a 226 after the client's side broke reaches the client
       })();
     }
   });
-  const px = startProxy(up.port);
-  const [c] = await RawClient.connect("127.0.0.1", px.port);
-  try {
+  await throughProxy(up, async (c) => {
     await login(c);
     const dataConn = await epsv(c);
     assert.equal((await c.cmd("RETR big")).code, 150);
@@ -299,20 +312,14 @@ Deno.test("proxy session: a 226 after the client's side broke reaches the client
     const end = await c.read();
     assert.equal(end.code, 426, end.text);
     assert.equal((await c.cmd("NOOP")).code, 200);
-  } finally {
-    c.close();
-    await px.proxy.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("proxy session: a stalled transfer ends after the data timeout with 426", async () => {
   const up = fakeUpstream(async (line, io) => {
     if (await common(line, io)) return;
     if (line === "EPSV") {
-      const data = io.passive();
-      await io.say(`229 Entering Extended Passive Mode (|||${data.port}|)`);
-      const conn = await data.accept();
+      const conn = await (await offerEpsv(io)).accept();
       (async () => {
         await io.say("150 Opening BINARY mode data connection.");
         // Send nothing; when the proxy gives up, claim success.
@@ -322,9 +329,7 @@ Deno.test("proxy session: a stalled transfer ends after the data timeout with 42
       })();
     }
   });
-  const px = startProxy(up.port, (c) => c.limits.data_timeout_seconds = 0.3);
-  const [c] = await RawClient.connect("127.0.0.1", px.port);
-  try {
+  await throughProxy(up, async (c) => {
     await login(c);
     const dataConn = await epsv(c);
     assert.equal((await c.cmd("RETR slow")).code, 150);
@@ -334,11 +339,7 @@ Deno.test("proxy session: a stalled transfer ends after the data timeout with 42
     assert.match(end.text, /timed out/);
     assert.ok(Date.now() - started < 2000);
     assert.equal(await readAll(dataConn), "");
-  } finally {
-    c.close();
-    await px.proxy.close();
-    await up.close();
-  }
+  }, (c) => c.limits.data_timeout_seconds = 0.3);
 });
 
 Deno.test("proxy session: an urgent ABOR is forwarded once", async () => {
@@ -346,20 +347,14 @@ Deno.test("proxy session: an urgent ABOR is forwarded once", async () => {
     if (await common(line, io)) return;
     if (line === "ABOR") return io.say("225 No transfer to ABOR.");
   });
-  const px = startProxy(up.port);
-  const [c] = await RawClient.connect("127.0.0.1", px.port);
-  try {
+  await throughProxy(up, async (c) => {
     await login(c);
     await c.sendBytes(new Uint8Array([255, 244, 255, 242])); // IAC IP, IAC DM
     assert.equal((await c.read()).code, 225);
     await c.sendBytes(encoder.encode("ABOR\r\n"));
     assert.equal((await c.cmd("NOOP")).code, 200);
     assert.deepEqual(up.received, ["USER anonymous", "ABOR", "NOOP"]);
-  } finally {
-    c.close();
-    await px.proxy.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("proxy session: garbage from the upstream ends the session with 421", async () => {
@@ -367,18 +362,12 @@ Deno.test("proxy session: garbage from the upstream ends the session with 421", 
     if (line === "NOOP") return io.say("hello, I am not an FTP server");
     await common(line, io);
   });
-  const px = startProxy(up.port);
-  const [c] = await RawClient.connect("127.0.0.1", px.port);
-  try {
+  await throughProxy(up, async (c) => {
     await login(c);
     const r = await c.cmd("NOOP");
     assert.equal(r.code, 421, r.text);
     assert.ok(await c.closedWithin(2000));
-  } finally {
-    c.close();
-    await px.proxy.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("proxy session: the upstream's own 421 reaches the client, then the session ends", async () => {
@@ -390,69 +379,47 @@ Deno.test("proxy session: the upstream's own 421 reaches the client, then the se
       return io.hangUp();
     }
   });
-  const px = startProxy(up.port);
-  const [c] = await RawClient.connect("127.0.0.1", px.port);
-  try {
+  await throughProxy(up, async (c) => {
     await login(c);
     const r = await c.read();
     assert.deepEqual(r.lines, ["421 Timeout."]);
     assert.ok(await c.closedWithin(2000), "closed, without a second 421");
-  } finally {
-    c.close();
-    await px.proxy.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("proxy session: an upstream that stops answering gets the client 421, not a hang", async () => {
   const up = fakeUpstream(async (line, io) => {
     await common(line, io); // EPSV goes unanswered
   });
-  const px = startProxy(up.port, (c) => c.limits.data_timeout_seconds = 0.3);
-  const [c] = await RawClient.connect("127.0.0.1", px.port);
-  try {
+  await throughProxy(up, async (c) => {
     await login(c);
     const dataConn = await epsv(c);
     dataConn.close();
     const r = await c.cmd("RETR x", 5000);
     assert.equal(r.code, 421, r.text);
     assert.ok(await c.closedWithin(2000));
-  } finally {
-    c.close();
-    await px.proxy.close();
-    await up.close();
-  }
+  }, (c) => c.limits.data_timeout_seconds = 0.3);
 });
 
 Deno.test("proxy session: an upstream refusing the session at greeting is passed on", async () => {
   const up = fakeUpstream(() => {}, { banner: "421 Too many users, try later." });
-  const px = startProxy(up.port);
-  try {
-    const [c, greeting] = await RawClient.connect("127.0.0.1", px.port);
+  await throughProxy(up, async (c, greeting) => {
     assert.deepEqual(greeting.lines, ["421 Too many users, try later."]);
     assert.ok(await c.closedWithin(2000));
-    c.close();
-  } finally {
-    await px.proxy.close();
-    await up.close();
-  }
+  });
 });
 
 Deno.test("proxy session: login timeout before login, idle timeout after, from config.limits", async () => {
   const up = fakeUpstream(async (line, io) => {
     await common(line, io);
   });
-  const px = startProxy(up.port, (c) => {
-    c.limits.login_timeout_seconds = 0.3;
-    c.limits.idle_timeout_seconds = 0.8;
-  });
-  try {
-    const [idle] = await RawClient.connect("127.0.0.1", px.port);
+  await withProxy(up, async (port) => {
+    const [idle] = await RawClient.connect("127.0.0.1", port);
     const r0 = await idle.read(3000);
     assert.equal(r0.code, 421, "no login within the login timeout");
     idle.close();
 
-    const [c] = await RawClient.connect("127.0.0.1", px.port);
+    const [c] = await RawClient.connect("127.0.0.1", port);
     try {
       await login(c);
       await new Promise((r) => setTimeout(r, 500));
@@ -470,10 +437,10 @@ Deno.test("proxy session: login timeout before login, idle timeout after, from c
     } finally {
       c.close();
     }
-  } finally {
-    await px.proxy.close();
-    await up.close();
-  }
+  }, (c) => {
+    c.limits.login_timeout_seconds = 0.3;
+    c.limits.idle_timeout_seconds = 0.8;
+  });
 });
 
 Deno.test("proxy session: the upstream's 530s count toward the per-address ban", async () => {
@@ -483,23 +450,22 @@ Deno.test("proxy session: the upstream's 530s count toward the per-address ban",
     else if (verb === "PASS") await io.say("530 Login incorrect.");
     else await common(line, io);
   });
-  const px = startProxy(up.port, (c) => (c.limits.max_login_failures_per_address = 3));
-  const clients: RawClient[] = [];
-  try {
-    const [c] = await RawClient.connect("127.0.0.1", px.port);
-    clients.push(c);
-    for (let i = 0; i < 3; i++) {
-      assert.equal((await c.cmd("USER bob")).code, 331);
-      assert.equal((await c.cmd("PASS wrong")).code, 530);
+  await withProxy(up, async (port) => {
+    const clients: RawClient[] = [];
+    try {
+      const [c] = await RawClient.connect("127.0.0.1", port);
+      clients.push(c);
+      for (let i = 0; i < 3; i++) {
+        assert.equal((await c.cmd("USER bob")).code, 331);
+        assert.equal((await c.cmd("PASS wrong")).code, 530);
+      }
+      const [banned, r] = await RawClient.connect("127.0.0.1", port);
+      clients.push(banned);
+      assert.equal(r.code, 421);
+      assert.match(r.text, /failed logins/);
+      assert.equal((await c.cmd("NOOP")).code, 200, "the open session is not cut");
+    } finally {
+      clients.forEach((c) => c.close());
     }
-    const [banned, r] = await RawClient.connect("127.0.0.1", px.port);
-    clients.push(banned);
-    assert.equal(r.code, 421);
-    assert.match(r.text, /failed logins/);
-    assert.equal((await c.cmd("NOOP")).code, 200, "the open session is not cut");
-  } finally {
-    clients.forEach((c) => c.close());
-    await px.proxy.close();
-    await up.close();
-  }
+  }, (c) => (c.limits.max_login_failures_per_address = 3));
 });
