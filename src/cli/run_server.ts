@@ -49,6 +49,13 @@ export async function runServer(
   const { config, file } = options;
   await setupLogging(config.log);
   const log = getLogger(["pitifulnat", options.kind]);
+  // The last line of defence: a promise rejection nobody handled is a bug
+  // to log, never a reason to drop every other session.
+  const onUnhandled = (e: PromiseRejectionEvent) => {
+    e.preventDefault();
+    log.error("unhandled error (please report): {error}", { error: String(e.reason) });
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
   let publicAddress = publicAddressFrom(config);
   const server = make(config, publicAddress);
   let addr: Deno.NetAddr;
@@ -109,5 +116,6 @@ export async function runServer(
   await server.close({ graceMs: server.config.limits.shutdown_grace_seconds * 1000 });
   publicAddress?.stop();
   await status?.shutdown();
+  globalThis.removeEventListener("unhandledrejection", onUnhandled);
   return 0;
 }

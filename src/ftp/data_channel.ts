@@ -88,7 +88,11 @@ export async function connectActive(
   try {
     const result = await Promise.race([attempt, timer.promise]);
     if (result === "timeout") {
-      attempt.then((c) => c.close(), () => {});
+      attempt.then((c) => {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }, () => {});
       throw new DataError(425, "Can't open data connection: timed out");
     }
     return result;

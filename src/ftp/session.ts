@@ -264,7 +264,9 @@ export class Session implements ControlSession {
     } catch { /* already closed */ }
     p.accepted.then((conn) => {
       if (conn) {
-        conn.close(); // connected, but no transfer came
+        try {
+          conn.close(); // connected, but no transfer came
+        } catch { /* already closed */ }
       } else if (p.viaPublic) {
         // Announced with the public address and never connected: the
         // client could not reach it, so the address may be stale.
