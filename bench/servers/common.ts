@@ -181,6 +181,23 @@ function kill(pid: number, signal: Deno.Signal): void {
 }
 
 /**
+ * A server binary that Debian packages in conflict with vsftpd: the path
+ * from `envVar` (an unpacked package) or the installed one. Returns the
+ * path, or why it cannot be used.
+ */
+export async function conflictingBinary(
+  envVar: string,
+  options: { installed: string; pkg: string },
+): Promise<{ bin: string } | { missing: string }> {
+  const bin = Deno.env.get(envVar) ?? options.installed;
+  if (await which(bin)) return { bin };
+  return {
+    missing: `${bin} is not installed (Debian's ${options.pkg} conflicts with vsftpd; ` +
+      `set ${envVar} to an unpacked binary, see bench/README.md)`,
+  };
+}
+
+/**
  * Spawns `argv` in the foreground (under the subreaper launcher when
  * `subreaper`), waits for its greeting on `port`, and returns a handle that
  * stops it. On failure the process is killed and the error carries its

@@ -10,26 +10,26 @@
  */
 import {
   type BenchServer,
+  conflictingBinary,
   ensureSystemUser,
   runCommand,
   spawnServer,
   systemPasswordHash,
-  which,
 } from "./common.ts";
 
-function binary(): string {
-  return Deno.env.get("PROFTPD_BIN") ?? "/usr/sbin/proftpd";
-}
+/** The binary found by prepare(), which always runs before start(). */
+let bin = "";
 
 /** ProFTPD. */
 export const proftpd: BenchServer = {
   name: "proftpd",
   async prepare({ user, root }) {
-    const bin = binary();
-    if (!await which(bin)) {
-      return `${bin} is not installed (Debian's proftpd-core conflicts with vsftpd; ` +
-        "set PROFTPD_BIN to an unpacked binary, see bench/README.md)";
-    }
+    const found = await conflictingBinary("PROFTPD_BIN", {
+      installed: "/usr/sbin/proftpd",
+      pkg: "proftpd-core",
+    });
+    if ("missing" in found) return found.missing;
+    bin = found.bin;
     const v = await runCommand([bin, "-v"], { timeoutMs: 10_000 });
     if (v.code !== 0) return `${bin} -v failed: ${v.stderr.trim().slice(0, 300)}`;
     const failed = await ensureSystemUser(user, root);
@@ -71,7 +71,7 @@ export const proftpd: BenchServer = {
         "",
       ].join("\n"),
     );
-    return await spawnServer([binary(), "-n", "-c", config], {
+    return await spawnServer([bin, "-n", "-c", config], {
       port: o.port,
       subreaper: o.account,
       cwd: o.dir,

@@ -9,26 +9,26 @@
  */
 import {
   type BenchServer,
+  conflictingBinary,
   ensureSystemUser,
   runCommand,
   spawnServer,
   systemPasswordHash,
-  which,
 } from "./common.ts";
 
-function binary(): string {
-  return Deno.env.get("PUREFTPD_BIN") ?? "/usr/sbin/pure-ftpd";
-}
+/** The binary found by prepare(), which always runs before start(). */
+let bin = "";
 
 /** Pure-FTPd. */
 export const pureFtpd: BenchServer = {
   name: "pure-ftpd",
   async prepare({ user, root }) {
-    const bin = binary();
-    if (!await which(bin)) {
-      return `${bin} is not installed (Debian's pure-ftpd conflicts with vsftpd; ` +
-        "set PUREFTPD_BIN to an unpacked binary, see bench/README.md)";
-    }
+    const found = await conflictingBinary("PUREFTPD_BIN", {
+      installed: "/usr/sbin/pure-ftpd",
+      pkg: "pure-ftpd",
+    });
+    if ("missing" in found) return found.missing;
+    bin = found.bin;
     const failed = await ensureSystemUser(user, root);
     if (failed) return failed;
     const help = await runCommand([bin, "--help"], { timeoutMs: 10_000 });
@@ -40,7 +40,7 @@ export const pureFtpd: BenchServer = {
   },
   async start(o) {
     return await spawnServer([
-      binary(),
+      bin,
       "--bind",
       `127.0.0.1,${o.port}`,
       "--passiveportrange",

@@ -335,6 +335,23 @@ export class NatLab {
   }
 
   /** `ip -n <ns> args...`, checked. */
+  /** A veth pair: `name` in `role`'s namespace, `peer` in `peerRole`'s. */
+  #veth(role: Role, name: string, peer: string, peerRole: Role): Promise<RunResult> {
+    return this.ip(
+      role,
+      "link",
+      "add",
+      name,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      peer,
+      "netns",
+      this.ns[peerRole],
+    );
+  }
+
   ip(role: Role, ...args: string[]): Promise<RunResult> {
     return mustRun("ip", ["-n", this.ns[role], ...args]);
   }
@@ -388,35 +405,11 @@ export class NatLab {
     await this.ip("inet", "addr", "add", `${ADDR.inet}/24`, "dev", "br0");
     await this.ip("inet", "link", "set", "br0", "up");
     for (const router of ["crt", "srt"] as const) {
-      await this.ip(
-        router,
-        "link",
-        "add",
-        "wan",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        `to-${router}`,
-        "netns",
-        ns.inet,
-      );
+      await this.#veth(router, "wan", `to-${router}`, "inet");
       await this.ip("inet", "link", "set", `to-${router}`, "master", "br0", "up");
     }
     // The client's home: cli behind crt.
-    await this.ip(
-      "cli",
-      "link",
-      "add",
-      "eth0",
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "lan",
-      "netns",
-      ns.crt,
-    );
+    await this.#veth("cli", "eth0", "lan", "crt");
     await this.ip("cli", "addr", "add", `${ADDR.cli}/24`, "dev", "eth0");
     await this.ip("cli", "link", "set", "eth0", "up");
     await this.ip("cli", "route", "add", "default", "via", ADDR.cliRouterLan);
@@ -433,19 +426,7 @@ export class NatLab {
     await this.ip("srt", "link", "set", "wan", "up");
     await this.ip("srt", "route", "add", "default", "via", ADDR.inet);
     for (const host of ["srv", "lan"] as const) {
-      await this.ip(
-        host,
-        "link",
-        "add",
-        "eth0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        `p-${host}`,
-        "netns",
-        ns.srt,
-      );
+      await this.#veth(host, "eth0", `p-${host}`, "srt");
       await this.ip("srt", "link", "set", `p-${host}`, "master", "br-lan", "up");
       await this.ip(host, "addr", "add", `${ADDR[host]}/24`, "dev", "eth0");
       await this.ip(host, "link", "set", "eth0", "up");

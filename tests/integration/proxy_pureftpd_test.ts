@@ -13,12 +13,11 @@
  * Without the binary or root the test is skipped with a message; under
  * CI=true that is a failure.
  */
+import { startProxy as startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 import assert from "node:assert/strict";
-import { configSchema } from "../../src/config/schema.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { parsePasvReply } from "../../src/ftp/codec.ts";
 import { PublicAddress } from "../../src/nat/public_address.ts";
-import { ProxyServer } from "../../src/proxy/server.ts";
 import { ftplibJson, rawGreeting } from "../helpers/ftplib.ts";
 import { type Background, freePort, startInBackground } from "../helpers/program.ts";
 import { RawClient } from "../helpers/raw.ts";
@@ -195,23 +194,16 @@ async function startPureFtpd(bins: { ftpd: string; pw: string }): Promise<PureFt
   }
 }
 
-/** Starts an in-process proxy on a free loopback port in front of `upstreamPort`. */
+/** This file's proxy: its own passive range, a 2 s connect timeout. */
 function startProxy(
   upstreamPort: number,
   options: { tweak?: (c: Config) => void; publicAddress?: PublicAddress } = {},
-): { proxy: ProxyServer; port: number; close(): Promise<void> } {
-  const config = configSchema.parse({
-    listen: { address: "127.0.0.1", port: 2121 },
-    passive: { min_port: PROXY_MIN, max_port: PROXY_MAX },
-    log: { level: "error" },
-    limits: { data_timeout_seconds: 10 },
-    proxy: { upstream: { host: "127.0.0.1", port: upstreamPort }, connect_timeout_seconds: 2 },
+): TestProxy {
+  return startTestProxy(upstreamPort, {
+    ...options,
+    passive: { min: PROXY_MIN, max: PROXY_MAX },
+    connectTimeoutSeconds: 2,
   });
-  config.listen.port = 0;
-  options.tweak?.(config);
-  const proxy = new ProxyServer(config, { publicAddress: options.publicAddress ?? null });
-  const port = proxy.listen().port;
-  return { proxy, port, close: () => proxy.close() };
 }
 
 /** Runs curl with the user's credentials; returns stdout (-v output in stderr on failure). */

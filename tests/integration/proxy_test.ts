@@ -6,12 +6,12 @@
  * (run_as_launching_user, so it needs no system users or chroot) and is
  * stopped by its PID.
  */
+import { startProxy as startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 import assert from "node:assert/strict";
-import { configSchema } from "../../src/config/schema.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { parsePasvReply } from "../../src/ftp/codec.ts";
 import { PublicAddress } from "../../src/nat/public_address.ts";
-import { ProxyServer } from "../../src/proxy/server.ts";
+import type { ProxyServer } from "../../src/proxy/server.ts";
 import { ABORT_BIG_RETR, ftplibJson, rawGreeting } from "../helpers/ftplib.ts";
 import { freePort, startInBackground } from "../helpers/program.ts";
 import { RawClient, type Reply } from "../helpers/raw.ts";
@@ -107,35 +107,16 @@ async function startVsftpdOnce(dir: string, root: string): Promise<Vsftpd> {
   };
 }
 
-interface Proxy {
-  proxy: ProxyServer;
-  port: number;
-  url: string;
-  close(): Promise<void>;
-}
-
-/** Starts an in-process proxy on a free loopback port in front of `upstreamPort`. */
+/** This file's proxy: its own passive range, a 1 s connect timeout. */
 function startProxy(
   upstreamPort: number,
   options: { tweak?: (c: Config) => void; publicAddress?: PublicAddress } = {},
-): Proxy {
-  const config = configSchema.parse({
-    listen: { address: "127.0.0.1", port: 2121 },
-    passive: { min_port: PASSIVE_MIN, max_port: PASSIVE_MAX },
-    log: { level: "error" },
-    limits: { data_timeout_seconds: 10 },
-    proxy: { upstream: { host: "127.0.0.1", port: upstreamPort }, connect_timeout_seconds: 1 },
+): TestProxy {
+  return startTestProxy(upstreamPort, {
+    ...options,
+    passive: { min: PASSIVE_MIN, max: PASSIVE_MAX },
+    connectTimeoutSeconds: 1,
   });
-  config.listen.port = 0;
-  options.tweak?.(config);
-  const proxy = new ProxyServer(config, { publicAddress: options.publicAddress ?? null });
-  const port = proxy.listen().port;
-  return {
-    proxy,
-    port,
-    url: `ftp://127.0.0.1:${port}`,
-    close: () => proxy.close(),
-  };
 }
 
 /** Waits (bounded) until the proxy has no session left. */
