@@ -399,7 +399,6 @@ export class NatLab {
       this.#created.push(this.ns[role]);
       await this.ip(role, "link", "set", "lo", "up");
     }
-    const ns = this.ns;
     // The internet: one bridge, with the DNS server's address on it.
     await this.ip("inet", "link", "add", "br0", "type", "bridge");
     await this.ip("inet", "addr", "add", `${ADDR.inet}/24`, "dev", "br0");
