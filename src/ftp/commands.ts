@@ -12,7 +12,7 @@ import {
   permFacts,
   readEntries,
 } from "../fs/listing.ts";
-import { activeTarget, announceAddress } from "../nat/announce.ts";
+import { activeTarget, announceAddress, type Announcement } from "../nat/announce.ts";
 import { listenInRange } from "../nat/port_range.ts";
 import { epsvReplyText, parseEprt, parseEpsvArg, parsePort, pasvReplyText } from "./codec.ts";
 import {
@@ -344,7 +344,11 @@ async function openPassive(s: Session): Promise<number | null> {
   s.closePassive();
   s.active = null;
   const { min_port, max_port } = s.deps.config.passive;
-  const listener = await listenInRange({ hostname: s.local, min: min_port, max: max_port });
+  const spare = s.takeSpareListener();
+  const listener = spare && spare.port >= min_port && spare.port <= max_port
+    ? spare.listener
+    : await listenInRange({ hostname: s.local, min: min_port, max: max_port });
+  if (spare && spare.listener !== listener) spare.listener.close();
   if (!listener) {
     s.deps.log.warn("session {session}: every passive port {min}-{max} is busy", {
       ...s.ctx,
@@ -360,6 +364,7 @@ async function openPassive(s: Session): Promise<number | null> {
   const accepted = acceptFromPeer(listener, {
     peer: s.peer,
     timeoutMs: s.deps.config.limits.data_timeout_seconds * 1000,
+    keepOpen: true,
     onStranger: (from) =>
       s.deps.log.warn(
         "session {session}: refused data connection from {from} on passive port {port}",
@@ -370,17 +375,33 @@ async function openPassive(s: Session): Promise<number | null> {
   return port;
 }
 
+/**
+ * What PASV tells this session's client. The peer and local addresses are
+ * fixed for a session, so the decision is made again only when the public
+ * address (or, after a reload, the LAN networks) changes.
+ */
+function announcement(s: Session): Announcement {
+  const publicAddress = s.deps.publicAddress?.current() ?? null;
+  const cached = s.announced;
+  if (cached && cached.publicAddress === publicAddress && cached.lan === s.deps.lan) {
+    return cached.decision;
+  }
+  const decision = announceAddress({
+    client: s.peer,
+    local: s.local,
+    publicAddress,
+    publicConfigured: s.deps.publicAddress !== null,
+  }, s.deps.lan);
+  s.announced = { publicAddress, lan: s.deps.lan, decision };
+  return decision;
+}
+
 /** When a remote client was last warned about being told a LAN address. */
 let lastFallbackWarning = 0;
 
 async function pasv(s: Session) {
   if (refuseAfterEpsvAll(s)) return;
-  const decision = announceAddress({
-    client: s.peer,
-    local: s.local,
-    publicAddress: s.deps.publicAddress?.current() ?? null,
-    publicConfigured: s.deps.publicAddress !== null,
-  }, s.deps.lan);
+  const decision = announcement(s);
   if (decision.address === null) {
     return s.reply(522, "PASV needs IPv4 on the control connection; use EPSV (2)");
   }
@@ -455,13 +476,14 @@ function eprt(s: Session, arg: string) {
 async function openData(s: Session): Promise<Deno.TcpConn> {
   const timeoutMs = s.deps.config.limits.data_timeout_seconds * 1000;
   if (s.passive) {
-    const { accepted, port } = s.passive;
+    const { accepted, port, listener } = s.passive;
     s.passive = null;
     const conn = await accepted;
     if (!conn) {
       s.deps.publicAddress?.hint(`session ${s.id}: passive port ${port} was never connected`);
       throw new DataError(425, "Can't open data connection: the client did not connect");
     }
+    s.keepSpareListener(listener, port);
     return conn;
   }
   if (s.active) {
@@ -495,7 +517,9 @@ async function startTransfer(
     await options.cleanup?.(false);
     throw e;
   }
-  await s.reply(150, options.opening);
+  // Not awaited: replies are written in order (the 226 cannot overtake it),
+  // and the data need not wait an event-loop turn for the 150 to be sent.
+  void s.reply(150, options.opening);
   const progress: Progress = { bytes: 0 };
   let stalled = false;
   const started = performance.now();

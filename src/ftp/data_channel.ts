@@ -46,14 +46,21 @@ function timeout(ms: number): { promise: Promise<"timeout">; cancel(): void } {
  * control connection's peer address; a connection from anywhere else is
  * closed and reported through `onStranger`, and the wait goes on, so a
  * stranger cannot take or abort a user's transfer. Closes the listener when
- * done. Returns null on timeout or when the listener is closed meanwhile.
+ * done, unless `keepOpen` and the peer connected (the caller then owns it).
+ * Returns null on timeout or when the listener is closed meanwhile.
  */
 export async function acceptFromPeer(
   listener: Deno.TcpListener,
-  options: { peer: string; timeoutMs: number; onStranger?: (addr: string) => void },
+  options: {
+    peer: string;
+    timeoutMs: number;
+    onStranger?: (addr: string) => void;
+    keepOpen?: boolean;
+  },
 ): Promise<Deno.TcpConn | null> {
   const peer = normalizeAddress(options.peer);
   const timer = timeout(options.timeoutMs);
+  let keep = false;
   try {
     while (true) {
       let result: Deno.TcpConn | "timeout";
@@ -64,7 +71,10 @@ export async function acceptFromPeer(
       }
       if (result === "timeout") return null;
       const from = normalizeAddress(result.remoteAddr.hostname);
-      if (from === peer) return result;
+      if (from === peer) {
+        keep = options.keepOpen === true;
+        return result;
+      }
       options.onStranger?.(`${result.remoteAddr.hostname}:${result.remoteAddr.port}`);
       try {
         result.close();
@@ -72,9 +82,11 @@ export async function acceptFromPeer(
     }
   } finally {
     timer.cancel();
-    try {
-      listener.close();
-    } catch { /* already closed */ }
+    if (!keep) {
+      try {
+        listener.close();
+      } catch { /* already closed */ }
+    }
   }
 }
 

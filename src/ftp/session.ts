@@ -10,7 +10,7 @@ import type { LoginThrottle } from "../auth/throttle.ts";
 import type { Account, UserDb } from "../auth/users.ts";
 import type { Jail } from "../fs/jail.ts";
 import { PathError } from "../fs/jail.ts";
-import type { LanNetworks } from "../nat/announce.ts";
+import type { Announcement, LanNetworks } from "../nat/announce.ts";
 import { normalizeAddress } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { formatReply, parseCommand } from "./codec.ts";
@@ -81,6 +81,15 @@ const KEEPS_REST = new Set([
   "MDTM",
 ]);
 let nextId = 1;
+/** How long a passive listener is kept for the session's next transfer. */
+export const SPARE_LISTENER_MS = 2000;
+
+function closeQuietly(c: { close(): void }): void {
+  try {
+    c.close();
+  } catch { /* already closed */ }
+}
+const encoder = new TextEncoder();
 
 /** One FTP session on a control connection. */
 export class Session implements ControlSession {
@@ -106,6 +115,9 @@ export class Session implements ControlSession {
     viaPublic?: boolean;
   } | null = null;
   active: { host: string; port: number } | null = null;
+  /** The last PASV address decision and what it was made from. */
+  announced: { publicAddress: string | null; lan: LanNetworks; decision: Announcement } | null =
+    null;
   epsvAll = false;
   binary = true;
   transfer: Transfer | null = null;
@@ -118,6 +130,11 @@ export class Session implements ControlSession {
   #deadline = 0;
   #timerAt = 0;
   #loginClock: number | null = null;
+  #spare: {
+    listener: Deno.TcpListener;
+    port: number;
+    timer: ReturnType<typeof setTimeout>;
+  } | null = null;
 
   constructor(readonly conn: Deno.TcpConn, readonly deps: SessionDeps) {
     this.id = `s${nextId++}`;
@@ -144,7 +161,7 @@ export class Session implements ControlSession {
 
   /** Sends a reply; replies are written in order, errors end the session. */
   reply(code: number, text: string | readonly string[]): Promise<void> {
-    const bytes = new TextEncoder().encode(formatReply(code, text));
+    const bytes = encoder.encode(formatReply(code, text));
     this.#writes = this.#writes.then(async () => {
       if (this.closed) return;
       try {
@@ -254,6 +271,38 @@ export class Session implements ControlSession {
     return this.reply(451, "Local error in processing");
   }
 
+  /**
+   * Keeps a passive listener whose data connection was accepted, for the
+   * next PASV/EPSV of this session: back-to-back transfers (a mirror of many
+   * small files) then skip a bind and a close each. It is closed after
+   * {@linkcode SPARE_LISTENER_MS} unused, so idle sessions hold no port.
+   * Connections that arrive meanwhile wait in the backlog and go through the
+   * same peer check as on a new listener.
+   */
+  keepSpareListener(listener: Deno.TcpListener, port: number): void {
+    this.#dropSpare();
+    if (this.closed) {
+      closeQuietly(listener);
+      return;
+    }
+    const timer = setTimeout(() => this.#dropSpare(), SPARE_LISTENER_MS);
+    this.#spare = { listener, port, timer };
+  }
+
+  /** The kept passive listener, now owned by the caller; null if none. */
+  takeSpareListener(): { listener: Deno.TcpListener; port: number } | null {
+    const spare = this.#spare;
+    if (!spare) return null;
+    this.#spare = null;
+    clearTimeout(spare.timer);
+    return { listener: spare.listener, port: spare.port };
+  }
+
+  #dropSpare(): void {
+    const spare = this.takeSpareListener();
+    if (spare) closeQuietly(spare.listener);
+  }
+
   /** Closes the passive listener, if any. */
   closePassive(): void {
     const p = this.passive;
@@ -311,6 +360,7 @@ export class Session implements ControlSession {
     clearTimeout(this.#idle);
     this.transfer?.abort();
     this.closePassive();
+    this.#dropSpare();
     try {
       this.conn.close();
     } catch { /* already closed */ }

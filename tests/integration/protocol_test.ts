@@ -5,6 +5,7 @@
  * STOU, LIST options and ABOR during a transfer.
  */
 import assert from "node:assert/strict";
+import { SPARE_LISTENER_MS } from "../../src/ftp/session.ts";
 import { RawClient, type Reply } from "../helpers/raw.ts";
 import { PASSWORD, run, startServer, type TestServer, USER } from "../helpers/server.ts";
 
@@ -314,6 +315,41 @@ Deno.test("a stranger on the passive port is closed; the real client's transfer 
     assert.equal(new TextDecoder().decode(data), body);
     assert.equal((await c.read()).code, 150);
     assert.equal((await c.read()).code, 226);
+  });
+});
+
+Deno.test("back-to-back PASV reuse the passive port; a stranger waiting on it is closed; unused it closes after 2 s", async () => {
+  await withSession(async (c, srv) => {
+    await Deno.writeTextFile(`${srv.root}/f.txt`, "first and second");
+    const pasvPort = async () => {
+      const r = await c.cmd("PASV");
+      const m = PASV_RE.exec(r.text);
+      assert.ok(m, r.text);
+      return Number(m[5]) * 256 + Number(m[6]);
+    };
+    const fetch = async (port: number) => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      assert.equal((await c.cmd("RETR f.txt")).code, 150);
+      assert.equal(new TextDecoder().decode(await readAll(conn)), "first and second");
+      assert.equal((await c.read()).code, 226);
+    };
+    const port = await pasvPort();
+    await fetch(port);
+    // Between transfers the kept listener takes connections into its backlog:
+    // the next PASV's accept must refuse this one and wait for the client.
+    const stranger = run("python3", ["-c", STRANGER, String(port)], { timeoutMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await pasvPort(), port, "the second PASV did not reuse the port");
+    await fetch(port);
+    const s = await stranger;
+    assert.equal(s.code, 0, s.stderr);
+    assert.equal(s.stdout.trim(), "closed");
+    await new Promise((r) => setTimeout(r, SPARE_LISTENER_MS + 500));
+    await assert.rejects(
+      Deno.connect({ hostname: "127.0.0.1", port }),
+      Deno.errors.ConnectionRefused,
+      "the unused passive listener is still open",
+    );
   });
 });
 
