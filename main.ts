@@ -68,8 +68,8 @@ resolved, last error, next refresh, open sessions). Needs status.port in the con
 
 Reads a password (prompt without echo on a terminal, else the first line of stdin) and prints
 a salted scrypt hash to paste into the config as a user's password. --cost is log2 of scrypt's
-N, 10-20 (default 14: N=16384, r=8, p=1, 16 MiB and about 30 ms per login on a desktop CPU);
-a slow NAS may prefer 12 or 13.
+N, 10-20 (default 12: N=4096, r=8, p=1, 4 MiB and about 8 ms per login on a desktop CPU,
+six times SHA-512-crypt's); each step up doubles memory and time.
 `,
 };
 
