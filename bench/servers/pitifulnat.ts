@@ -52,7 +52,8 @@ export const pitifulnat: BenchServer = {
             permissions: ["read", "write", "delete", "mkdir", "rename"],
           }],
           limits: { max_sessions: 4000, max_sessions_per_address: 4000 },
-          log: { level: "info" },
+          // Its session and transfer lines in a file, as the others keep their logs.
+          log: { level: "info", file: `${o.dir}/pitifulnat.log` },
         },
         null,
         2,
