@@ -58,7 +58,6 @@ export async function acceptFromPeer(
     keepOpen?: boolean;
   },
 ): Promise<Deno.TcpConn | null> {
-  const peer = normalizeAddress(options.peer);
   const timer = timeout(options.timeoutMs);
   let keep = false;
   try {
@@ -70,8 +69,10 @@ export async function acceptFromPeer(
         return null; // listener closed (PASV replaced, ABOR, session end)
       }
       if (result === "timeout") return null;
-      const from = normalizeAddress(result.remoteAddr.hostname);
-      if (from === peer) {
+      const host = result.remoteAddr.hostname;
+      // The listener reports the peer's address in the form the control
+      // connection did, so the exact text usually matches without parsing.
+      if (host === options.peer || normalizeAddress(host) === normalizeAddress(options.peer)) {
         keep = options.keepOpen === true;
         return result;
       }
