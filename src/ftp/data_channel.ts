@@ -8,21 +8,56 @@ import { normalizeAddress } from "../nat/announce.ts";
 
 /** Size of a transfer buffer: large reads and writes keep the data path fast. */
 export const BUFFER_SIZE = 1 << 20;
-const POOL_MAX = 4;
+const POOL_MAX = 32;
+/** Pooled buffers unused for this long are let go. */
+const POOL_IDLE_MS = 30_000;
 const pool: Uint8Array[] = [];
+let lastTake = 0;
+let trimTimer: ReturnType<typeof setTimeout> | undefined;
 
 /**
- * Takes a transfer buffer from a small process-wide pool. Buffers are held
- * only while a transfer runs, so memory follows concurrent transfers, not
- * open sessions.
+ * Takes a transfer buffer from a process-wide pool. Buffers are held only
+ * while a transfer runs, so memory follows concurrent transfers, not open
+ * sessions; a burst of transfers reuses the buffers of the ones before
+ * instead of allocating (and zeroing) new ones, and 30 s after the last
+ * transfer the pool is emptied.
  */
 export function takeBuffer(): Uint8Array {
+  lastTake = Date.now();
   return pool.pop() ?? new Uint8Array(BUFFER_SIZE);
 }
 
 /** Returns a buffer taken with {@linkcode takeBuffer}. */
 export function giveBuffer(buf: Uint8Array): void {
-  if (pool.length < POOL_MAX && buf.length === BUFFER_SIZE) pool.push(buf);
+  if (pool.length >= POOL_MAX || buf.length !== BUFFER_SIZE) return;
+  pool.push(buf);
+  trimTimer ??= scheduleTrim(POOL_IDLE_MS);
+}
+
+function scheduleTrim(ms: number): ReturnType<typeof setTimeout> {
+  const id = setTimeout(() => {
+    trimTimer = undefined;
+    const left = trimPool(Date.now());
+    if (left > 0) trimTimer = scheduleTrim(left);
+  }, ms);
+  Deno.unrefTimer(Number(id)); // the pool never keeps the process alive
+  return id;
+}
+
+/**
+ * Empties the pool when no buffer was taken for 30 s before `now`; else
+ * returns the milliseconds until that would be so (0 once emptied).
+ */
+export function trimPool(now: number): number {
+  const idle = now - lastTake;
+  if (idle < POOL_IDLE_MS) return POOL_IDLE_MS - idle;
+  pool.length = 0;
+  return 0;
+}
+
+/** Buffers now in the pool. */
+export function pooledBuffers(): number {
+  return pool.length;
 }
 
 /** Why a data connection could not be used. */
