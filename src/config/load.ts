@@ -7,7 +7,7 @@
  */
 
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { z } from "zod";
+import * as z from "zod/mini";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import type { Document, Node as YamlNode, ParsedNode } from "yaml";
 import { type Config, configSchema } from "./schema.ts";
@@ -314,36 +314,38 @@ function locate(
 
 /** Keys the schema knows for the mapping at `path`, for "did you mean". */
 function knownKeys(path: PathSegment[]): string[] {
-  let schema: z.ZodType | undefined = configSchema;
+  let schema: z.core.$ZodType | undefined = configSchema;
   for (const segment of path) {
     schema = unwrap(schema);
-    if (typeof segment === "number" && schema instanceof z.ZodArray) {
-      schema = schema.element as z.ZodType;
-    } else if (typeof segment === "string" && schema instanceof z.ZodObject) {
-      schema = (schema.shape as Record<string, z.ZodType>)[segment];
+    if (typeof segment === "number" && schema instanceof z.ZodMiniArray) {
+      schema = schema._zod.def.element;
+    } else if (typeof segment === "string" && schema instanceof z.ZodMiniObject) {
+      schema = (schema.shape as Record<string, z.core.$ZodType>)[segment];
     } else {
       return [];
     }
     if (schema === undefined) return [];
   }
   schema = unwrap(schema);
-  return schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
+  return schema instanceof z.ZodMiniObject ? Object.keys(schema.shape) : [];
 }
 
-function unwrap(schema: z.ZodType): z.ZodType {
+/** The schema inside defaults, optionals and pipes (the schema nests a few levels at most). */
+function unwrap(schema: z.core.$ZodType): z.core.$ZodType {
   let current = schema;
-  for (;;) {
+  for (let depth = 0; depth < 32; depth++) {
     if (
-      current instanceof z.ZodDefault || current instanceof z.ZodPrefault ||
-      current instanceof z.ZodOptional || current instanceof z.ZodNullable
+      current instanceof z.ZodMiniDefault || current instanceof z.ZodMiniPrefault ||
+      current instanceof z.ZodMiniOptional || current instanceof z.ZodMiniNullable
     ) {
-      current = current.unwrap() as z.ZodType;
-    } else if (current instanceof z.ZodPipe) {
-      current = current.in as z.ZodType;
+      current = current._zod.def.innerType;
+    } else if (current instanceof z.ZodMiniPipe) {
+      current = current._zod.def.in;
     } else {
       return current;
     }
   }
+  return current;
 }
 
 /** The known key nearest to `key` within edit distance 2, if any. */

@@ -5,10 +5,14 @@
  * Every message given here is an "expected ..." phrase; the loader
  * (`load.ts`) adds the file position, the key path and the value it got.
  *
+ * Written with `zod/mini`, zod's functional form: a bundle then carries only
+ * the parts of zod in use (40 KB rather than 700 KB), which keeps a running
+ * server about 7 MiB smaller.
+ *
  * @module
  */
 
-import { z } from "zod";
+import * as z from "zod/mini";
 import ipaddr from "ipaddr.js";
 import { DEFAULT_LAN_NETWORKS } from "../nat/announce.ts";
 import { type DnsServer, parseDnsServer as parseDnsServerOrThrow } from "../nat/public_address.ts";
@@ -79,90 +83,101 @@ export function parseDnsServer(text: string): DnsServer | undefined {
 /** An integer in `[min, max]`, with one message for every way to miss it. */
 function intIn(min: number, max: number) {
   const error = `expected an integer from ${min} to ${max}`;
-  return z.int({ error }).min(min, { error }).max(max, { error });
+  return z.int({ error }).check(z.minimum(min, { error }), z.maximum(max, { error }));
 }
 
 /** An integer of at least `min`. */
 function intAtLeast(min: number) {
   const error = `expected an integer of at least ${min}`;
-  return z.int({ error }).min(min, { error });
+  return z.int({ error }).check(z.minimum(min, { error }));
 }
 
 /** A number of seconds above zero, capped so timers cannot overflow. */
 function timeoutSeconds() {
   const error = `expected a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS}`;
-  return z.number({ error }).gt(0, { error }).max(MAX_TIMEOUT_SECONDS, { error });
+  return z.number({ error }).check(z.gt(0, { error }), z.maximum(MAX_TIMEOUT_SECONDS, { error }));
 }
 
 /** An IP address literal. */
 function ipAddress() {
   const error = "expected an IP address such as 192.168.1.10 or ::1";
-  return z.string({ error }).refine(isIpAddress, { error });
+  return z.string({ error }).check(z.refine(isIpAddress, { error }));
 }
 
 /** A file system path; relative ones are resolved by the loader. */
 function pathString(what: string) {
   const error = `expected ${what}`;
-  return z.string({ error }).min(1, { error });
+  return z.string({ error }).check(z.minLength(1, { error }));
 }
 
 /** A list of permissions. */
 function permissionList() {
-  return z.array(z.enum(PERMISSIONS)).default(["read"]);
+  return z._default(z.array(z.enum(PERMISSIONS)), ["read"]);
 }
 
 const PASSWORD_HASH = /^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/_-]+={0,2}\$[A-Za-z0-9+/_-]+={0,2}$/;
 
-const listenSchema = z.object({
-  address: ipAddress().default("127.0.0.1"),
-  port: intIn(1, 65535).default(2121),
-}).strict();
+const listenSchema = z.strictObject({
+  address: z._default(ipAddress(), "127.0.0.1"),
+  port: z._default(intIn(1, 65535), 2121),
+});
 
-const bannerSchema = z.string()
-  .max(200, { error: "expected a single line of at most 200 characters" })
-  .refine((text) => !/[\r\n]/.test(text), {
+const bannerSchema = z.string().check(
+  z.maxLength(200, { error: "expected a single line of at most 200 characters" }),
+  z.refine((text) => !/[\r\n]/.test(text), {
     error: "expected a single line of at most 200 characters",
-  });
+  }),
+);
 
-const passiveSchema = z.object({
-  min_port: intIn(1024, 65535).default(50000),
-  max_port: intIn(1024, 65535).default(50100),
-}).strict().refine((passive) => passive.min_port <= passive.max_port, {
+const passiveSchema = z.strictObject({
+  min_port: z._default(intIn(1024, 65535), 50000),
+  max_port: z._default(intIn(1024, 65535), 50100),
+}).check(z.refine((passive) => passive.min_port <= passive.max_port, {
   error: (issue) => {
     const passive = issue.input as { min_port: number; max_port: number };
     return `expected min_port (${passive.min_port}) not above max_port (${passive.max_port})`;
   },
-});
+}));
 
-const publicAddressSchema = z.object({
-  host: z.string().refine(isHostName, {
-    error: "expected a DNS host name such as myhome.example.net",
-  }).refine((host) => !isIpAddress(host), {
-    error: "expected a host name; put an IP address in public_address.address instead",
-  }).optional(),
-  address: ipAddress().optional(),
-  dns_server: z.string().refine((text) => parseDnsServer(text) !== undefined, {
-    error: "expected a DNS server as 1.2.3.4, 1.2.3.4:5353 or [::1]:5353",
-  }).optional(),
-  refresh_seconds: z.number({ error: "expected a number of seconds from 5 to 86400" })
-    .min(5, { error: "expected a number of seconds from 5 to 86400" })
-    .max(86400, { error: "expected a number of seconds from 5 to 86400" })
-    .default(60),
-  ipv6: z.boolean().default(false),
-}).strict().refine((pa) => (pa.host === undefined) !== (pa.address === undefined), {
+const publicAddressSchema = z.strictObject({
+  host: z.optional(
+    z.string().check(
+      z.refine(isHostName, { error: "expected a DNS host name such as myhome.example.net" }),
+      z.refine((host) => !isIpAddress(host), {
+        error: "expected a host name; put an IP address in public_address.address instead",
+      }),
+    ),
+  ),
+  address: z.optional(ipAddress()),
+  dns_server: z.optional(
+    z.string().check(z.refine((text) => parseDnsServer(text) !== undefined, {
+      error: "expected a DNS server as 1.2.3.4, 1.2.3.4:5353 or [::1]:5353",
+    })),
+  ),
+  refresh_seconds: z._default(
+    z.number({ error: "expected a number of seconds from 5 to 86400" }).check(
+      z.minimum(5, { error: "expected a number of seconds from 5 to 86400" }),
+      z.maximum(86400, { error: "expected a number of seconds from 5 to 86400" }),
+    ),
+    60,
+  ),
+  ipv6: z._default(z.boolean(), false),
+}).check(z.refine((pa) => (pa.host === undefined) !== (pa.address === undefined), {
   error: (issue) => {
     const pa = issue.input as { host?: string };
     const got = pa.host === undefined ? "neither" : "both";
     return `expected exactly one of host (a DNS name) or address (an IP address); got ${got}`;
   },
-});
+}));
 
-const userSchema = z.object({
-  name: z.string().min(1, { error: "expected a non-empty user name" }).refine(
-    (name) => !/[\s:\p{Cc}]/u.test(name),
-    { error: "expected a user name without spaces, colons or control characters" },
+const userSchema = z.strictObject({
+  name: z.string().check(
+    z.minLength(1, { error: "expected a non-empty user name" }),
+    z.refine((name) => !/[\s:\p{Cc}]/u.test(name), {
+      error: "expected a user name without spaces, colons or control characters",
+    }),
   ),
-  password: z.string().superRefine((password, ctx) => {
+  password: z.string().check(z.superRefine((password, ctx) => {
     if (!password.startsWith("scrypt$")) {
       ctx.addIssue({
         code: "custom",
@@ -176,36 +191,39 @@ const userSchema = z.object({
           "expected a password hash of the form scrypt$N$r$p$salt$hash from `pitifulnat hash-password`",
       });
     }
-  }),
+  })),
   home: pathString("a home directory path"),
   permissions: permissionList(),
-}).strict();
+});
 
-const usersSchema = z.array(userSchema).superRefine((users, ctx) => {
-  // Runs even when some user is invalid (see `when`) so that every problem
-  // is reported at once; hence the shape checks here.
-  const seen = new Map<string, number>();
-  users.forEach((user, index) => {
-    const name: unknown = (user as { name?: unknown } | null)?.name;
-    if (typeof name !== "string") return;
-    const first = seen.get(name);
-    if (first === undefined) {
-      seen.set(name, index);
-    } else {
-      ctx.addIssue({
-        code: "custom",
-        path: [index, "name"],
-        message: `expected a unique user name (users[${first}] has the same)`,
-      });
-    }
-  });
-}, { when: (payload) => Array.isArray(payload.value) }).default([]);
+const usersSchema = z._default(
+  z.array(userSchema).check(z.superRefine((users, ctx) => {
+    // Runs even when some user is invalid (see `when`) so that every problem
+    // is reported at once; hence the shape checks here.
+    const seen = new Map<string, number>();
+    users.forEach((user, index) => {
+      const name: unknown = (user as { name?: unknown } | null)?.name;
+      if (typeof name !== "string") return;
+      const first = seen.get(name);
+      if (first === undefined) {
+        seen.set(name, index);
+      } else {
+        ctx.addIssue({
+          code: "custom",
+          path: [index, "name"],
+          message: `expected a unique user name (users[${first}] has the same)`,
+        });
+      }
+    });
+  }, { when: (payload) => Array.isArray(payload.value) })),
+  [],
+);
 
-const anonymousSchema = z.object({
-  enabled: z.boolean().default(false),
-  home: pathString("a home directory path").optional(),
+const anonymousSchema = z.strictObject({
+  enabled: z._default(z.boolean(), false),
+  home: z.optional(pathString("a home directory path")),
   permissions: permissionList(),
-}).strict().superRefine((anonymous, ctx) => {
+}).check(z.superRefine((anonymous, ctx) => {
   if (anonymous.enabled && anonymous.home === undefined) {
     ctx.addIssue({
       code: "custom",
@@ -213,75 +231,79 @@ const anonymousSchema = z.object({
       message: "expected a home directory path when anonymous.enabled is true",
     });
   }
+}));
+
+const limitsSchema = z.strictObject({
+  max_sessions: z._default(intAtLeast(1), 200),
+  max_sessions_per_address: z._default(intAtLeast(1), 20),
+  idle_timeout_seconds: z._default(timeoutSeconds(), 300),
+  login_timeout_seconds: z._default(timeoutSeconds(), 60),
+  data_timeout_seconds: z._default(timeoutSeconds(), 60),
+  max_line_length: z._default(intIn(512, 65536), 4096),
+  max_login_failures: z._default(intAtLeast(1), 3),
+  login_failure_delay_ms: z._default(intIn(0, 10000), 1000),
+  shutdown_grace_seconds: z._default(intIn(0, 3600), 10),
+  max_login_failures_per_address: z._default(intAtLeast(1), 10),
+  login_failure_window_seconds: z._default(timeoutSeconds(), 300),
+  ban_seconds: z._default(timeoutSeconds(), 600),
 });
 
-const limitsSchema = z.object({
-  max_sessions: intAtLeast(1).default(200),
-  max_sessions_per_address: intAtLeast(1).default(20),
-  idle_timeout_seconds: timeoutSeconds().default(300),
-  login_timeout_seconds: timeoutSeconds().default(60),
-  data_timeout_seconds: timeoutSeconds().default(60),
-  max_line_length: intIn(512, 65536).default(4096),
-  max_login_failures: intAtLeast(1).default(3),
-  login_failure_delay_ms: intIn(0, 10000).default(1000),
-  shutdown_grace_seconds: intIn(0, 3600).default(10),
-  max_login_failures_per_address: intAtLeast(1).default(10),
-  login_failure_window_seconds: timeoutSeconds().default(300),
-  ban_seconds: timeoutSeconds().default(600),
-}).strict();
-
-const logSchema = z.object({
-  level: z.enum(LOG_LEVELS).default("info"),
-  file: pathString("a log file path").optional(),
+const logSchema = z.strictObject({
+  level: z._default(z.enum(LOG_LEVELS), "info"),
+  file: z.optional(pathString("a log file path")),
   // Rotation of log.file: rotate at max_bytes, keep file.1 ... file.<keep>.
-  max_bytes: intAtLeast(4096).default(10 * 1024 * 1024),
-  keep: intIn(0, 100).default(5),
-}).strict();
+  max_bytes: z._default(intAtLeast(4096), 10 * 1024 * 1024),
+  keep: z._default(intIn(0, 100), 5),
+});
 
-const statusSchema = z.object({
-  address: ipAddress().default("127.0.0.1"),
-  port: intIn(1, 65535).optional(),
-}).strict();
+const statusSchema = z.strictObject({
+  address: z._default(ipAddress(), "127.0.0.1"),
+  port: z.optional(intIn(1, 65535)),
+});
 
 /**
  * `pitifulnat proxy`: the existing FTP server to stand in front of. Absent
  * unless the proxy is used; `serve` ignores it.
  */
-const proxySchema = z.object({
-  upstream: z.object({
-    host: z.string({ error: "expected a host name or IP address such as 127.0.0.1" }).refine(
-      (host) => isIpAddress(host) || isHostName(host),
-      { error: "expected a host name or IP address such as 127.0.0.1" },
+const proxySchema = z.strictObject({
+  upstream: z.strictObject({
+    host: z.string({ error: "expected a host name or IP address such as 127.0.0.1" }).check(
+      z.refine((host) => isIpAddress(host) || isHostName(host), {
+        error: "expected a host name or IP address such as 127.0.0.1",
+      }),
     ),
-    port: intIn(1, 65535).default(21),
-  }).strict(),
-  connect_timeout_seconds: timeoutSeconds().default(10),
-}).strict();
+    port: z._default(intIn(1, 65535), 21),
+  }),
+  connect_timeout_seconds: z._default(timeoutSeconds(), 10),
+});
 
 /**
  * The whole configuration. `configSchema.parse({})` gives a complete config
  * with every default; unknown keys are errors at every level.
  */
-export const configSchema = z.object({
-  listen: listenSchema.prefault({}),
-  banner: bannerSchema.default("pitifulnat FTP server ready"),
-  passive: passiveSchema.prefault({}),
-  public_address: publicAddressSchema.optional(),
-  lan_networks: z.array(
-    z.string().refine(isCidr, {
-      error: "expected a network in CIDR notation such as 192.168.0.0/16 or fd00::/8",
-    }),
-  ).default([...DEFAULT_LAN_NETWORKS]),
-  allow_fxp: z.boolean().default(false),
+export const configSchema = z.strictObject({
+  listen: z.prefault(listenSchema, {}),
+  banner: z._default(bannerSchema, "pitifulnat FTP server ready"),
+  passive: z.prefault(passiveSchema, {}),
+  public_address: z.optional(publicAddressSchema),
+  lan_networks: z._default(
+    z.array(
+      z.string().check(z.refine(isCidr, {
+        error: "expected a network in CIDR notation such as 192.168.0.0/16 or fd00::/8",
+      })),
+    ),
+    [...DEFAULT_LAN_NETWORKS],
+  ),
+  allow_fxp: z._default(z.boolean(), false),
   // STOR into a hidden temporary file, renamed over the target when complete.
-  atomic_uploads: z.boolean().default(false),
+  atomic_uploads: z._default(z.boolean(), false),
   users: usersSchema,
-  anonymous: anonymousSchema.prefault({}),
-  limits: limitsSchema.prefault({}),
-  log: logSchema.prefault({}),
-  status: statusSchema.prefault({}),
-  proxy: proxySchema.optional(),
-}).strict();
+  anonymous: z.prefault(anonymousSchema, {}),
+  limits: z.prefault(limitsSchema, {}),
+  log: z.prefault(logSchema, {}),
+  status: z.prefault(statusSchema, {}),
+  proxy: z.optional(proxySchema),
+});
 
 /** A validated configuration with all defaults applied. */
 export type Config = z.infer<typeof configSchema>;
