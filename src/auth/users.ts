@@ -5,7 +5,7 @@
  * @module
  */
 import type { Config, Permission } from "../config/schema.ts";
-import { hashPassword, verifyPassword } from "./password.ts";
+import { hashPassword, parseHash, verifyPassword } from "./password.ts";
 
 /** A logged-in account: where it lives and what it may do. */
 export interface Account {
@@ -72,6 +72,13 @@ export class UserDb {
     );
   }
 
+  /** log2 of the largest scrypt N among the users' hashes (default cost if none). */
+  #dummyCost(): number | undefined {
+    let n = 0;
+    for (const user of this.#users.values()) n = Math.max(n, parseHash(user.password)?.N ?? 0);
+    return n === 0 ? undefined : Math.min(20, Math.max(10, Math.log2(n)));
+  }
+
   async #authenticate(name: string, password: string): Promise<Account | null> {
     if (this.isAnonymous(name)) {
       return {
@@ -83,8 +90,9 @@ export class UserDb {
     }
     const user = this.#users.get(name);
     if (!user) {
-      // Spend the same work as a real check so timing tells nothing.
-      this.#dummyHash ??= hashPassword("pitifulnat-dummy");
+      // Spend the same work as a real check so timing tells nothing: as
+      // much as the costliest configured hash, which may predate the default.
+      this.#dummyHash ??= hashPassword("pitifulnat-dummy", { cost: this.#dummyCost() });
       await verifyPassword(password, await this.#dummyHash);
       return null;
     }

@@ -49,3 +49,26 @@ Deno.test("hash cost: N follows --cost, bad costs refused, old hashes still veri
   await assert.rejects(() => hashPassword("pw", { cost: 9 }), RangeError);
   await assert.rejects(() => hashPassword("pw", { cost: 12.5 }), RangeError);
 });
+
+Deno.test("an unknown user costs as much as the costliest configured hash, not the default", async () => {
+  // A hash made with a higher cost than today's default (an older config).
+  const config = configSchema.parse({
+    users: [{ name: "old", password: await hashPassword("pw", { cost: 15 }), home: "/srv/old" }],
+  });
+  const db = new UserDb(config);
+  const timed = async (name: string) => {
+    const t0 = performance.now();
+    assert.equal(await db.authenticate(name, "wrong"), null);
+    return performance.now() - t0;
+  };
+  await timed("nobody"); // makes the dummy hash
+  // Medians of 3: N=2^15 takes 8 times the default's N=2^12, so a dummy at
+  // the default cost would show as well under half the time.
+  const median = (xs: number[]) => xs.sort((a, b) => a - b)[1];
+  const wrong = median([await timed("old"), await timed("old"), await timed("old")]);
+  const unknown = median([await timed("nobody"), await timed("nobody"), await timed("nobody")]);
+  assert.ok(
+    unknown > wrong * 0.5,
+    `unknown user ${unknown.toFixed(1)} ms, wrong password ${wrong.toFixed(1)} ms`,
+  );
+});
