@@ -118,10 +118,10 @@ async function pageCacheRead(path: string): Promise<number> {
  */
 async function mountTmpfs(dir: string, bytes: number): Promise<boolean> {
   const out = await runCommand(
-    ["mount", "-t", "tmpfs", "-o", `size=${bytes},mode=0755`, "pn-bench", dir],
+    ["mount", "-t", "tmpfs", "-o", `size=${bytes},mode=0777`, "pn-bench-uploads", dir],
     { timeoutMs: 10_000 },
   ).catch((e) => ({ code: -1, stderr: String(e) }));
-  if (out.code !== 0) log(`no tmpfs for the files (${out.stderr.trim()}): using ${dir}`);
+  if (out.code !== 0) log(`no tmpfs for the uploads (${out.stderr.trim()}): using ${dir}`);
   return out.code === 0;
 }
 
@@ -273,10 +273,13 @@ async function main(): Promise<number> {
   const loadBefore = await loadAverage();
   const startedAt = performance.now();
   const tmp = await Deno.makeTempDir({ prefix: "pn-bench-", dir: values.dir });
-  // Without --dir the files live on a tmpfs of the run's own, if one can be mounted.
+  const root = `${tmp}/root`;
+  const uploads = `${root}/${FILES.uploadDir}`;
+  await Deno.mkdir(uploads, { recursive: true });
+  // Without --dir uploads go to a tmpfs of the run's own, if one can be mounted.
   const mounted = values.dir === undefined &&
-    await mountTmpfs(tmp, 3 * sizes.bigBytes + (512 << 20));
-  const fsType = await fileSystemOf(tmp);
+    await mountTmpfs(uploads, 2 * sizes.bigBytes + (256 << 20));
+  const fsType = await fileSystemOf(uploads);
   // Servers that drop to the benchmark user must reach the served files.
   await Deno.chmod(tmp, 0o755);
   const user: BenchUser = { name: USER_NAME, password: randomPassword() };
@@ -291,7 +294,7 @@ async function main(): Promise<number> {
     cleaned ??= (async () => {
       killClients();
       await Promise.all([...running].map((s) => s.stop()));
-      if (mounted) await runCommand(["umount", tmp], { timeoutMs: 30_000 });
+      if (mounted) await runCommand(["umount", uploads], { timeoutMs: 30_000 });
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
       // The system account was only needed while vsftpd ran: lock it again.
       const known = await runCommand(["getent", "passwd", USER_NAME], { timeoutMs: 10_000 });
@@ -303,10 +306,8 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGTERM", onSignal);
 
   try {
-    const root = `${tmp}/root`;
-    await Deno.mkdir(`${root}/${FILES.uploadDir}`, { recursive: true });
     await Deno.chmod(root, 0o755);
-    await Deno.chmod(`${root}/${FILES.uploadDir}`, 0o777);
+    await Deno.chmod(uploads, 0o777);
     log(`writing test files in ${root} ...`);
     await writeDataFile(`${root}/${FILES.big}`, sizes.bigBytes);
     await writeDataFile(`${root}/${FILES.small}`, FILES.smallBytes);
@@ -315,10 +316,7 @@ async function main(): Promise<number> {
     // Machine limits, measured in the same run.
     log("measuring machine limits ...");
     const cacheRead = await pageCacheRead(`${root}/${FILES.big}`);
-    const diskDir = await Deno.makeTempDir({ prefix: "pn-bench-disk-" });
-    const diskRate = await diskWrite(diskDir, sizes.bigBytes).finally(() =>
-      Deno.remove(diskDir, { recursive: true }).catch(() => {})
-    );
+    const diskRate = await diskWrite(tmp, sizes.bigBytes);
     const loop = await iperf3(values.quick ? 2 : 5);
 
     const entries: Entry[] = [];
@@ -429,7 +427,8 @@ async function main(): Promise<number> {
       } MB/s`,
       `- disk write of ${sizes.bigBytes >> 20} MiB + fdatasync: ${fmt(diskRate, 0)} MB/s`,
       "",
-      `Served files and uploads: ${tmp} (${fsType}). ` +
+      `Served files: ${root} (${await fileSystemOf(root)}, read from the page cache); ` +
+      `uploads: ${uploads} (${fsType}). ` +
       (fsType === "tmpfs"
         ? "Uploads land in memory for every server, so workload 2 measures the servers' data " +
           "paths, not the disk; pitifulnat's fdatasync before 226 costs nothing there, while on " +
