@@ -25,7 +25,7 @@ import {
   SyncingFile,
   writeAll,
 } from "./data_channel.ts";
-import type { CommandSpec, Session, Transfer } from "./session.ts";
+import { type CommandSpec, reclaimSpareListener, type Session, type Transfer } from "./session.ts";
 
 const encoder = new TextEncoder();
 
@@ -345,10 +345,14 @@ async function openPassive(s: Session): Promise<number | null> {
   s.active = null;
   const { min_port, max_port } = s.deps.config.passive;
   const spare = s.takeSpareListener();
-  const listener = spare && spare.port >= min_port && spare.port <= max_port
+  const bind = () => listenInRange({ hostname: s.local, min: min_port, max: max_port });
+  let listener = spare && spare.port >= min_port && spare.port <= max_port
     ? spare.listener
-    : await listenInRange({ hostname: s.local, min: min_port, max: max_port });
+    : await bind();
   if (spare && spare.listener !== listener) spare.listener.close();
+  // A full range may be held by other sessions' kept listeners: take those
+  // back, oldest first (at most one per kept listener).
+  while (!listener && reclaimSpareListener()) listener = await bind();
   if (!listener) {
     s.deps.log.warn("session {session}: every passive port {min}-{max} is busy", {
       ...s.ctx,

@@ -83,6 +83,19 @@ const KEEPS_REST = new Set([
 let nextId = 1;
 /** How long a passive listener is kept for the session's next transfer. */
 export const SPARE_LISTENER_MS = 2000;
+/** Sessions holding a kept passive listener, oldest first. */
+const withSpare = new Set<Session>();
+
+/**
+ * Closes the oldest kept passive listener of any session, so its port can
+ * serve a PASV that found the range full. False when none is kept.
+ */
+export function reclaimSpareListener(): boolean {
+  const oldest = withSpare.values().next();
+  if (oldest.done) return false;
+  oldest.value.dropSpareListener();
+  return true;
+}
 
 function closeQuietly(c: { close(): void }): void {
   try {
@@ -287,6 +300,7 @@ export class Session implements ControlSession {
     }
     const timer = setTimeout(() => this.#dropSpare(), SPARE_LISTENER_MS);
     this.#spare = { listener, port, timer };
+    withSpare.add(this);
   }
 
   /** The kept passive listener, now owned by the caller; null if none. */
@@ -294,8 +308,14 @@ export class Session implements ControlSession {
     const spare = this.#spare;
     if (!spare) return null;
     this.#spare = null;
+    withSpare.delete(this);
     clearTimeout(spare.timer);
     return { listener: spare.listener, port: spare.port };
+  }
+
+  /** Closes the kept passive listener, if any. */
+  dropSpareListener(): void {
+    this.#dropSpare();
   }
 
   #dropSpare(): void {

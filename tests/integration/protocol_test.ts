@@ -353,6 +353,35 @@ Deno.test("back-to-back PASV reuse the passive port; a stranger waiting on it is
   });
 });
 
+Deno.test("a passive range of one port: sessions taking turns reclaim each other's kept listener", async () => {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const only = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const srv = await startServer({
+    tweak: (c) => c.passive = { min_port: only, max_port: only },
+  });
+  const clients: RawClient[] = [];
+  try {
+    await Deno.writeTextFile(`${srv.root}/f.txt`, "one port for all");
+    for (let i = 0; i < 2; i++) {
+      const [c] = await RawClient.connect("127.0.0.1", srv.port);
+      clients.push(c);
+      await c.login(USER, PASSWORD);
+    }
+    // A, B, A: each PASV finds the only port kept by the other session.
+    for (const c of [clients[0], clients[1], clients[0]]) {
+      const conn = await pasvConnect(c);
+      assert.equal((conn.remoteAddr as Deno.NetAddr).port, only);
+      assert.equal((await c.cmd("RETR f.txt")).code, 150);
+      assert.equal(new TextDecoder().decode(await readAll(conn)), "one port for all");
+      assert.equal((await c.read()).code, 226);
+    }
+  } finally {
+    for (const c of clients) c.close();
+    await srv.close();
+  }
+});
+
 Deno.test("active mode connects to the control peer, not to the address written in PORT", async () => {
   await withSession(async (c, srv) => {
     await Deno.writeTextFile(`${srv.root}/f.txt`, "active data");
