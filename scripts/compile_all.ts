@@ -48,6 +48,21 @@ export function runtimeFlags(): string[] {
   return flags;
 }
 
+/**
+ * The `deno bundle` flags of the `start` task in deno.json (the words
+ * between `bundle` and `--output`), so the bench and the tests build the
+ * very file `deno task start` runs.
+ */
+export function startBundleFlags(): string[] {
+  const words = denoJson.tasks.start.split(/\s+/);
+  const from = words.indexOf("bundle");
+  const to = words.indexOf("--output", from);
+  if (from < 0 || to < 0) {
+    throw new Error(`no "deno bundle ... --output" in the start task: ${denoJson.tasks.start}`);
+  }
+  return words.slice(from + 1, to);
+}
+
 /** Arguments of `deno` that compile main.ts into `output`, optionally for `triple`. */
 export function compileArgs(output: string, triple?: string): string[] {
   const target = triple ? ["--target", triple] : [];

@@ -7,6 +7,7 @@
  */
 import denoJson from "../../deno.json" with { type: "json" };
 import { hashPassword, SCRYPT_PARAMS } from "../../src/auth/password.ts";
+import { startBundleFlags } from "../../scripts/compile_all.ts";
 import { type BenchServer, runCommand, spawnServer } from "./common.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
@@ -20,7 +21,7 @@ export const PERMISSIONS = [
   "--allow-sys",
 ];
 /** How `deno task start` bundles main.ts into the one file it runs. */
-export const BUNDLE_FLAGS = ["--quiet", "--platform", "browser", "--minify"];
+export const BUNDLE_FLAGS: string[] = startBundleFlags();
 /**
  * The other `deno run` flags of `deno task start`: the bundle needs no
  * deno.json, and without a code cache the server is 2 MiB smaller.

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
-import { ROOT, runtimeFlags } from "../../scripts/compile_all.ts";
+import { ROOT, runtimeFlags, startBundleFlags } from "../../scripts/compile_all.ts";
 import { serveOneDownload } from "../helpers/program.ts";
 import { run } from "../helpers/server.ts";
 
@@ -12,11 +12,29 @@ function runArgs(...args: string[]): string[] {
   return ["run", "--no-prompt", "--no-config", ...runtimeFlags(), "bundle.js", ...args];
 }
 
-Deno.test("deno bundle: one file runs from an empty directory and serves a real download", async () => {
+/** Static imports of a bundle, minified or not: each starts a statement. */
+function importsOf(text: string): string[] {
+  return [...text.matchAll(/(?:^|[;\n}])\s*import\s*[^;"'()]*?from\s*"([^"]+)"/g)]
+    .map((m) => m[1]);
+}
+
+// The plain bundle README's "Install on a NAS" describes, and the one `deno task start` runs.
+for (
+  const [what, flags] of [
+    ["deno bundle", []],
+    [`deno bundle ${startBundleFlags().join(" ")} (deno task start)`, startBundleFlags()],
+  ] as const
+) {
+  Deno.test(`${what}: one file runs from an empty directory and serves a real download`, async () => {
+    await bundleServesDownload([...flags]);
+  });
+}
+
+async function bundleServesDownload(flags: string[]): Promise<void> {
   const work = await Deno.makeTempDir({ prefix: "pn-bundle-" });
   try {
     const built = `${work}/build/pitifulnat.js`;
-    const bundled = await run(Deno.execPath(), ["bundle", "--output", built, "main.ts"], {
+    const bundled = await run(Deno.execPath(), ["bundle", ...flags, "--output", built, "main.ts"], {
       cwd: ROOT,
       timeoutMs: 120_000,
     });
@@ -24,7 +42,7 @@ Deno.test("deno bundle: one file runs from an empty directory and serves a real 
     const text = await Deno.readTextFile(built);
     // Every import left in the bundle is a runtime built-in: nothing is
     // loaded from the source tree or a package cache at run time.
-    const imports = [...text.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]);
+    const imports = importsOf(text);
     assert.ok(imports.length > 0, "the bundle imports node: built-ins");
     assert.deepEqual(imports.filter((specifier) => !specifier.startsWith("node:")), []);
     assert.ok(!text.includes(ROOT), "the bundle names no path of the source tree");
@@ -57,4 +75,4 @@ Deno.test("deno bundle: one file runs from an empty directory and serves a real 
   } finally {
     await Deno.remove(work, { recursive: true });
   }
-});
+}
