@@ -159,6 +159,40 @@ export async function writeAll(w: { write(p: Uint8Array): Promise<number> }, byt
 }
 
 /**
+ * A control connection's replies, written in the order they were asked for
+ * (each waits for the one before), so a reply never overtakes another. A
+ * failed write calls `onError` (which ends the session); nothing more is
+ * written once `isClosed` says so.
+ */
+export class OrderedWriter {
+  #last: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly conn: Deno.Conn,
+    readonly isClosed: () => boolean,
+    readonly onError: () => void,
+  ) {}
+
+  /** Queues `bytes`; resolves once they are written (or dropped). */
+  write(bytes: Uint8Array): Promise<void> {
+    this.#last = this.#last.then(async () => {
+      if (this.isClosed()) return;
+      try {
+        await writeAll(this.conn, bytes);
+      } catch {
+        this.onError();
+      }
+    });
+    return this.#last;
+  }
+
+  /** Resolves when every write queued so far is done. */
+  flushed(): Promise<void> {
+    return this.#last;
+  }
+}
+
+/**
  * A file being uploaded: writes go straight through, and every `every`
  * bytes a background fdatasync starts, so the disk keeps pace with the
  * network and the sync that must finish before 226 has little left to do.

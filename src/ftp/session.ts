@@ -14,7 +14,7 @@ import type { Announcement, LanNetworks } from "../nat/announce.ts";
 import { normalizeAddress } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { formatReply, parseCommand } from "./codec.ts";
-import { DataError, giveBuffer, takeBuffer, writeAll } from "./data_channel.ts";
+import { DataError, giveBuffer, OrderedWriter, takeBuffer } from "./data_channel.ts";
 import { readCommands } from "./line_reader.ts";
 import type { ControlSession, ServerStats } from "./control_server.ts";
 
@@ -138,7 +138,7 @@ export class Session implements ControlSession {
   closed = false;
   readonly openedAt = Date.now();
   #buf: Uint8Array | null = null;
-  #writes: Promise<void> = Promise.resolve();
+  readonly #out: OrderedWriter;
   #idle: ReturnType<typeof setTimeout> | undefined;
   #deadline = 0;
   #timerAt = 0;
@@ -151,6 +151,7 @@ export class Session implements ControlSession {
 
   constructor(readonly conn: Deno.TcpConn, readonly deps: SessionDeps) {
     this.id = `s${nextId++}`;
+    this.#out = new OrderedWriter(conn, () => this.closed, () => this.close());
     this.peer = normalizeAddress(conn.remoteAddr.hostname);
     this.peerPort = conn.remoteAddr.port;
     this.local = normalizeAddress(conn.localAddr.hostname);
@@ -174,16 +175,7 @@ export class Session implements ControlSession {
 
   /** Sends a reply; replies are written in order, errors end the session. */
   reply(code: number, text: string | readonly string[]): Promise<void> {
-    const bytes = encoder.encode(formatReply(code, text));
-    this.#writes = this.#writes.then(async () => {
-      if (this.closed) return;
-      try {
-        await writeAll(this.conn, bytes);
-      } catch {
-        this.close();
-      }
-    });
-    return this.#writes;
+    return this.#out.write(encoder.encode(formatReply(code, text)));
   }
 
   /** The logged-in user's name, for status. */
@@ -392,7 +384,7 @@ export class Session implements ControlSession {
       this.transfer.abort();
       await this.transfer.ended.catch(() => {});
     }
-    await this.#writes;
+    await this.#out.flushed();
     this.close();
     this.deps.log.info("session closed {peer} user={user} after {seconds} s", {
       ...this.ctx,

@@ -23,8 +23,8 @@ import {
   connectActive,
   DataError,
   giveBuffer,
+  OrderedWriter,
   takeBuffer,
-  writeAll,
 } from "../ftp/data_channel.ts";
 import type { ControlSession, ServerStats } from "../ftp/control_server.ts";
 import type { LoginThrottle } from "../auth/throttle.ts";
@@ -74,6 +74,7 @@ export interface ProxyDeps {
 /** How long a closing session waits for its upstream reply loop to end. */
 const FINISH_WAIT_MS = 5_000;
 let nextId = 1;
+const encoder = new TextEncoder();
 
 /** Where the client's side of the next data connection comes from. */
 type ClientSide =
@@ -155,11 +156,12 @@ export class ProxySession implements ControlSession {
   #told421 = false;
   #finished = false;
   #buf: Uint8Array | null = null;
-  #writes: Promise<void> = Promise.resolve();
+  readonly #out: OrderedWriter;
   #idle: ReturnType<typeof setTimeout> | undefined;
 
   constructor(readonly conn: Deno.TcpConn, readonly deps: ProxyDeps) {
     this.id = `p${nextId++}`;
+    this.#out = new OrderedWriter(conn, () => this.closed, () => this.close());
     this.peer = normalizeAddress(conn.remoteAddr.hostname);
     this.peerPort = conn.remoteAddr.port;
     this.local = normalizeAddress(conn.localAddr.hostname);
@@ -358,23 +360,14 @@ export class ProxySession implements ControlSession {
       }
       await this.#reply(421, "Connection to the FTP server lost; closing");
     }
-    await this.#writes;
+    await this.#out.flushed();
     this.close();
   }
 
   // ---- replies to the client ----------------------------------------------
 
   #write(text: string): Promise<void> {
-    const bytes = new TextEncoder().encode(text);
-    this.#writes = this.#writes.then(async () => {
-      if (this.closed) return;
-      try {
-        await writeAll(this.conn, bytes);
-      } catch {
-        this.close();
-      }
-    });
-    return this.#writes;
+    return this.#out.write(encoder.encode(text));
   }
 
   /** A reply of the proxy's own. */
@@ -723,7 +716,7 @@ export class ProxySession implements ControlSession {
     this.#finished = true;
     clearTimeout(this.#idle);
     this.transfer?.abort();
-    await this.#writes;
+    await this.#out.flushed();
     this.close();
     this.deps.log.info("session {session} closed {peer} user={user} after {seconds} s", {
       ...this.ctx,
