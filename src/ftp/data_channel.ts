@@ -60,6 +60,13 @@ export function pooledBuffers(): number {
   return pool.length;
 }
 
+/** Closes a connection, listener or file that may be closed already. */
+export function closeQuietly(c: { close(): void }): void {
+  try {
+    c.close();
+  } catch { /* already closed */ }
+}
+
 /** Why a data connection could not be used. */
 export class DataError extends Error {
   constructor(readonly code: 425 | 426 | 451 | 452 | 552, message: string) {

@@ -14,7 +14,7 @@ import type { Announcement, LanNetworks } from "../nat/announce.ts";
 import { normalizeAddress } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { formatReply, parseCommand } from "./codec.ts";
-import { DataError, giveBuffer, OrderedWriter, takeBuffer } from "./data_channel.ts";
+import { closeQuietly, DataError, giveBuffer, OrderedWriter, takeBuffer } from "./data_channel.ts";
 import { readCommands } from "./line_reader.ts";
 import type { ControlSession, ServerStats } from "./control_server.ts";
 
@@ -95,12 +95,6 @@ export function reclaimSpareListener(): boolean {
   if (oldest.done) return false;
   oldest.value.dropSpareListener();
   return true;
-}
-
-function closeQuietly(c: { close(): void }): void {
-  try {
-    c.close();
-  } catch { /* already closed */ }
 }
 const encoder = new TextEncoder();
 

@@ -4,7 +4,7 @@
  * an abort or a failure on one side to the other.
  * @module
  */
-import { type Progress, pump } from "../ftp/data_channel.ts";
+import { closeQuietly, type Progress, pump } from "../ftp/data_channel.ts";
 
 /** How a relay ended. */
 export type RelayOutcome =
@@ -29,12 +29,6 @@ export interface RelayResult {
 }
 
 type Side = "client" | "upstream";
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch { /* already closed */ }
-}
 
 /**
  * One transfer's relay. Bytes flow from the sending side to the receiving
