@@ -5,14 +5,17 @@
  * @module
  */
 import type { Config } from "../config/schema.ts";
+import { hostPort } from "../ftp/connection.ts";
 import {
   announceAddress,
+  announceInputs,
   isLanAddress,
   type LanNetworks,
   normalizeAddress,
   parseLanNetworks,
 } from "../nat/announce.ts";
 import { probeRange } from "../nat/port_range.ts";
+import type { ResolveResult } from "../nat/public_address.ts";
 import { connectUpstream } from "../proxy/upstream.ts";
 import { loadFromCli, publicAddressFrom } from "./common.ts";
 
@@ -49,72 +52,144 @@ export function plainDnsError(error: string, type: "A" | "AAAA"): string {
   return error;
 }
 
+/** What the check found: lines to print, and the problems that make it fail. */
+interface Report {
+  out: string[];
+  problems: string[];
+}
+
 /** Runs the check; prints a report and returns the exit code. */
 export async function runCheck(options: { config?: string; client?: string }): Promise<number> {
   const loaded = await loadFromCli(options.config, { allowDefault: false });
   if (!loaded) return 2;
   const { config } = loaded;
-  const problems: string[] = [];
-  const out: string[] = [`config: ${loaded.file}: OK`];
+  const report: Report = { out: [`config: ${loaded.file}: OK`], problems: [] };
   const lan = parseLanNetworks(config.lan_networks);
+  const publicAddress = await checkPublicAddress(config, { lan, report });
+  const local = localAddressFor(config);
+  checkAnnouncements(config, { lan, local, publicAddress, client: options.client, report });
+  await checkPorts(config, { local, report });
+  await checkUpstream(config, { report });
+  return printReport(report);
+}
 
-  // Public address.
+/**
+ * Reports the public address as it is now (resolving a host name once, so
+ * a broken name shows up before a client's PASV does); returns it, or null.
+ */
+async function checkPublicAddress(
+  config: Config,
+  options: { lan: LanNetworks; report: Report },
+): Promise<string | null> {
+  const { out } = options.report;
   const pa = config.public_address;
   const refresher = publicAddressFrom(config);
-  let publicAddress: string | null = null;
   if (!pa) {
     out.push("public address: not configured (public_address in the config)");
-  } else if (pa.address) {
-    publicAddress = pa.address;
-    out.push(`public address: ${pa.address} (fixed in the config)`);
-  } else {
-    const r = await refresher!.resolveNow();
-    refresher!.stop();
-    if (r.ok && r.address) {
-      publicAddress = r.address;
-      out.push(
-        `public address: ${pa.host} -> ${r.address} (DNS server ${r.dnsServer}, ${
-          r.ms.toFixed(1)
-        } ms)`,
-      );
-      if (isLanAddress(r.address, lan)) {
-        problems.push(
-          `${pa.host} resolves to ${r.address}, which is a LAN address: remote clients cannot ` +
-            `reach it (a LAN DNS override? set public_address.dns_server to a public resolver)`,
-        );
-      }
-    } else {
-      const why = plainDnsError(r.error ?? "unknown error", pa.ipv6 ? "AAAA" : "A");
-      out.push(
-        `public address: ${pa.host} -> not resolved (DNS server ${r.dnsServer}, ` +
-          `${r.ms.toFixed(1)} ms): ${why}`,
-      );
-      problems.push(
-        `cannot resolve ${pa.host} (DNS server ${r.dnsServer}): ${why}; until it resolves, ` +
-          `remote clients are told the LAN address and their passive transfers fail`,
-      );
-    }
+    return null;
   }
+  if (pa.address) {
+    out.push(`public address: ${pa.address} (fixed in the config)`);
+    return pa.address;
+  }
+  const r = await refresher!.resolveNow();
+  refresher!.stop();
+  if (r.ok && r.address) {
+    reportResolved(pa.host!, { result: r, lan: options.lan, report: options.report });
+    return r.address;
+  }
+  reportUnresolved(pa.host!, { result: r, ipv6: pa.ipv6, report: options.report });
+  return null;
+}
 
-  // What clients are told.
-  const local = localAddressFor(config);
-  const remote = announceAddress({ client: SAMPLE_REMOTE, local, publicAddress }, lan);
+/** A host name that resolved; an answer inside the LAN is a problem. */
+function reportResolved(
+  host: string,
+  options: { result: ResolveResult; lan: LanNetworks; report: Report },
+): void {
+  const { result: r, report } = options;
+  report.out.push(
+    `public address: ${host} -> ${r.address} (DNS server ${r.dnsServer}, ${r.ms.toFixed(1)} ms)`,
+  );
+  if (isLanAddress(r.address!, options.lan)) {
+    report.problems.push(
+      `${host} resolves to ${r.address}, which is a LAN address: remote clients cannot ` +
+        `reach it (a LAN DNS override? set public_address.dns_server to a public resolver)`,
+    );
+  }
+}
+
+/** A host name that did not resolve, with the resolver's error in plain words. */
+function reportUnresolved(
+  host: string,
+  options: { result: ResolveResult; ipv6: boolean; report: Report },
+): void {
+  const { result: r, report } = options;
+  const why = plainDnsError(r.error ?? "unknown error", options.ipv6 ? "AAAA" : "A");
+  report.out.push(
+    `public address: ${host} -> not resolved (DNS server ${r.dnsServer}, ` +
+      `${r.ms.toFixed(1)} ms): ${why}`,
+  );
+  report.problems.push(
+    `cannot resolve ${host} (DNS server ${r.dnsServer}): ${why}; until it resolves, ` +
+      `remote clients are told the LAN address and their passive transfers fail`,
+  );
+}
+
+/**
+ * Reports what a remote client, a LAN client and `--client` are told, with
+ * the inputs serve and proxy build (announceInputs), so the reasons match.
+ */
+function checkAnnouncements(
+  config: Config,
+  options: {
+    lan: LanNetworks;
+    local: string;
+    publicAddress: string | null;
+    client?: string;
+    report: Report;
+  },
+): void {
+  const { lan, local, report } = options;
+  const tell = (client: string) =>
+    announceAddress(
+      announceInputs({ client, local }, {
+        publicAddress: options.publicAddress,
+        configured: config.public_address,
+      }),
+      lan,
+    );
+  const remote = tell(SAMPLE_REMOTE);
   const lanClient = sampleLanClient(local, lan);
-  const lanTold = announceAddress({ client: lanClient, local, publicAddress }, lan);
-  out.push(`a remote client (e.g. ${SAMPLE_REMOTE}) is told: ${remote.address} (${remote.reason})`);
-  out.push(`a LAN client (e.g. ${lanClient}) is told: ${lanTold.address} (${lanTold.reason})`);
-  if (remote.address && isLanAddress(remote.address, lan) && !problems.length) {
-    problems.push(
+  const lanTold = tell(lanClient);
+  report.out.push(
+    `a remote client (e.g. ${SAMPLE_REMOTE}) is told: ${remote.address} (${remote.reason})`,
+  );
+  report.out.push(
+    `a LAN client (e.g. ${lanClient}) is told: ${lanTold.address} (${lanTold.reason})`,
+  );
+  // Only when the public address did not already explain it.
+  if (remote.address && isLanAddress(remote.address, lan) && !report.problems.length) {
+    report.problems.push(
       `remote clients would be told ${remote.address}, a LAN address: passive transfers from ` +
         `the internet will fail; set public_address (host or address)`,
     );
   }
   if (options.client) {
-    const told = announceAddress({ client: options.client, local, publicAddress }, lan);
-    out.push(`client ${options.client} is told: ${told.address} (${told.reason})`);
+    const told = tell(options.client);
+    report.out.push(`client ${options.client} is told: ${told.address} (${told.reason})`);
   }
+}
 
-  // Ports.
+/**
+ * Reports whether the control port and the passive range can be bound, and
+ * what the router must forward to `local`.
+ */
+async function checkPorts(
+  config: Config,
+  options: { local: string; report: Report },
+): Promise<void> {
+  const { out, problems } = options.report;
   const { address, port } = config.listen;
   try {
     const l = Deno.listen({ hostname: address, port });
@@ -137,29 +212,34 @@ export async function runCheck(options: { config?: string; client?: string }): P
     problems.push(`no passive port in ${min_port}-${max_port} can be bound`);
   }
   out.push(
-    `router: forward TCP ${port} and ${min_port}-${max_port} to this machine (${local})`,
+    `router: forward TCP ${port} and ${min_port}-${max_port} to this machine (${options.local})`,
   );
+}
 
-  // Proxy mode: the upstream server must answer.
-  if (config.proxy) {
-    const { host, port: upPort } = config.proxy.upstream;
-    const label = `${host.includes(":") ? `[${host}]` : host}:${upPort}`;
-    const timeoutMs = config.proxy.connect_timeout_seconds * 1000;
-    try {
-      const { control, greeting } = await connectUpstream({ host, port: upPort }, { timeoutMs });
-      control.close();
-      const last = greeting[greeting.length - 1];
-      const banner = greeting.flatMap((r) => r.lines).join(" / ");
-      out.push(`proxy upstream ${label} (${control.host}): ${banner}`);
-      if (last.code !== 220) problems.push(`upstream ${label} refuses sessions: ${last.lines[0]}`);
-    } catch (e) {
-      problems.push(`proxy upstream ${label} unreachable: ${(e as Error).message}`);
-    }
+/** Proxy mode: reports whether the upstream server answers and accepts sessions. */
+async function checkUpstream(config: Config, options: { report: Report }): Promise<void> {
+  if (!config.proxy) return;
+  const { out, problems } = options.report;
+  const { host, port } = config.proxy.upstream;
+  const label = hostPort(host, port);
+  const timeoutMs = config.proxy.connect_timeout_seconds * 1000;
+  try {
+    const { control, greeting } = await connectUpstream({ host, port }, { timeoutMs });
+    control.close();
+    const last = greeting[greeting.length - 1];
+    const banner = greeting.flatMap((r) => r.lines).join(" / ");
+    out.push(`proxy upstream ${label} (${control.host}): ${banner}`);
+    if (last.code !== 220) problems.push(`upstream ${label} refuses sessions: ${last.lines[0]}`);
+  } catch (e) {
+    problems.push(`proxy upstream ${label} unreachable: ${(e as Error).message}`);
   }
+}
 
-  console.log(out.join("\n"));
-  if (problems.length) {
-    console.log(`\nNOT OK:\n${problems.map((p) => `- ${p}`).join("\n")}`);
+/** Prints the report and the verdict; returns the exit code. */
+function printReport(report: Report): number {
+  console.log(report.out.join("\n"));
+  if (report.problems.length) {
+    console.log(`\nNOT OK:\n${report.problems.map((p) => `- ${p}`).join("\n")}`);
     return 1;
   }
   console.log("\nOK: remote and LAN clients will be told reachable addresses");

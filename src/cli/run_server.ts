@@ -5,10 +5,11 @@
  * the running one kept).
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { getLogger, type Logger } from "@logtape/logtape";
 import denoJson from "../../deno.json" with { type: "json" };
 import { ConfigError, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
+import { hostPort } from "../ftp/connection.ts";
 import type { ControlSession, ServerStats } from "../ftp/control_server.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { setupLogging } from "../observe/log.ts";
@@ -25,9 +26,9 @@ export interface RunnableServer {
   close(options: { graceMs?: number }): Promise<void>;
 }
 
-/** `host:port`, with brackets for IPv6. */
-export function hostPort(host: string, port: number): string {
-  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+/** What a SIGHUP reload replaces while the server runs. */
+interface Current {
+  publicAddress: PublicAddress | null;
 }
 
 /**
@@ -49,15 +50,53 @@ export async function runServer(
   const { config, file } = options;
   await setupLogging(config.log);
   const log = getLogger(["pitifulnat", options.kind]);
-  // The last line of defence: a promise rejection nobody handled is a bug
-  // to log, never a reason to drop every other session.
+  const unguard = guardUnhandledRejections(log);
+  const current: Current = { publicAddress: publicAddressFrom(config) };
+  const server = make(config, current.publicAddress);
+  if (!startListening(server, { ...options, log })) return 1;
+  const startedAt = new Date();
+  await current.publicAddress?.start();
+  const status = startStatus(server, { config, current, startedAt });
+  const onHangup = file
+    ? () => void reloadConfig(server, { file, validate: options.validate, current, log })
+    : null;
+  const sig = await untilStopSignal({ onHangup });
+  log.info("{sig}: stopping", { sig });
+  await server.close({ graceMs: server.config.limits.shutdown_grace_seconds * 1000 });
+  current.publicAddress?.stop();
+  await status?.shutdown();
+  unguard();
+  return 0;
+}
+
+/**
+ * The last line of defence: a promise rejection nobody handled is a bug to
+ * log, never a reason to drop every other session. Returns the undo.
+ */
+function guardUnhandledRejections(log: Logger): () => void {
   const onUnhandled = (e: PromiseRejectionEvent) => {
     e.preventDefault();
     log.error("unhandled error (please report): {error}", { error: String(e.reason) });
   };
   globalThis.addEventListener("unhandledrejection", onUnhandled);
-  let publicAddress = publicAddressFrom(config);
-  const server = make(config, publicAddress);
+  return () => globalThis.removeEventListener("unhandledrejection", onUnhandled);
+}
+
+/**
+ * Binds the control port and announces the URL (banner and log); false,
+ * after printing why, when the port cannot be bound.
+ */
+function startListening(
+  server: RunnableServer,
+  options: {
+    config: Config;
+    file: string | null;
+    kind: "serve" | "proxy";
+    banner?: (url: string) => string;
+    log: Logger;
+  },
+): boolean {
+  const { config, file } = options;
   let addr: Deno.NetAddr;
   try {
     addr = server.listen();
@@ -66,56 +105,87 @@ export async function runServer(
       `pitifulnat: cannot listen on ${hostPort(config.listen.address, config.listen.port)}: ` +
         (e as Error).message,
     );
-    return 1;
+    return false;
   }
   const url = `ftp://${hostPort(addr.hostname, addr.port)}/`;
   if (options.banner) console.log(options.banner(url));
-  log.info("{kind} listening on {url} (config: {file})", {
+  options.log.info("{kind} listening on {url} (config: {file})", {
     kind: options.kind,
     url,
     file: file ?? "embedded default",
   });
-  const startedAt = new Date();
-  await publicAddress?.start();
-  const status = config.status.port
-    ? serveStatus(
-      { address: config.status.address, port: config.status.port },
-      () => statusSnapshot(server, { publicAddress, version: denoJson.version, startedAt }),
-    )
-    : null;
+  return true;
+}
 
+/**
+ * Serves the status endpoint when the config asks for one; its snapshot
+ * reads `current` so it shows the public address of the latest reload.
+ */
+function startStatus(
+  server: RunnableServer,
+  options: { config: Config; current: Current; startedAt: Date },
+): Deno.HttpServer | null {
+  const { config, current, startedAt } = options;
+  if (!config.status.port) return null;
+  return serveStatus(
+    { address: config.status.address, port: config.status.port },
+    () =>
+      statusSnapshot(server, {
+        publicAddress: current.publicAddress,
+        version: denoJson.version,
+        startedAt,
+      }),
+  );
+}
+
+/**
+ * SIGHUP: reloads `file` and hands it to the server with a fresh
+ * public-address refresher (started before the old one stops, so PASV
+ * always has one). A broken or refused config is logged; the running one
+ * is kept. Never rejects.
+ */
+async function reloadConfig(
+  server: RunnableServer,
+  options: {
+    file: string;
+    validate?: (config: Config) => string | null;
+    current: Current;
+    log: Logger;
+  },
+): Promise<void> {
+  const { file, current, log } = options;
+  try {
+    const next = await loadConfig(file);
+    const refused = options.validate?.(next);
+    if (refused) throw new ConfigError([`${file}: ${refused}`]);
+    await setupLogging(next.log);
+    const nextPa = publicAddressFrom(next);
+    await nextPa?.start();
+    server.reload(next, { publicAddress: nextPa });
+    current.publicAddress?.stop();
+    current.publicAddress = nextPa;
+    log.info("reloaded {file}", { file });
+  } catch (e) {
+    log.error("reload of {file} failed; keeping the running config:\n{msg}", {
+      file,
+      msg: (e as Error).message,
+    });
+  }
+}
+
+/**
+ * Resolves with the signal once SIGTERM or SIGINT arrives; until then
+ * SIGHUP calls `onHangup` (when given). Removes its listeners either way.
+ */
+async function untilStopSignal(options: { onHangup: (() => void) | null }): Promise<string> {
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
   const handlers: [Deno.Signal, () => void][] = [
     ["SIGTERM", () => stop("SIGTERM")],
     ["SIGINT", () => stop("SIGINT")],
   ];
-  if (file) {
-    handlers.push(["SIGHUP", () => {
-      loadConfig(file).then(async (next) => {
-        const refused = options.validate?.(next);
-        if (refused) throw new ConfigError([`${file}: ${refused}`]);
-        await setupLogging(next.log);
-        const nextPa = publicAddressFrom(next);
-        await nextPa?.start();
-        server.reload(next, { publicAddress: nextPa });
-        publicAddress?.stop();
-        publicAddress = nextPa;
-        log.info("reloaded {file}", { file });
-      }).catch((e) => {
-        log.error("reload of {file} failed; keeping the running config:\n{msg}", {
-          file,
-          msg: (e as Error).message,
-        });
-      });
-    }]);
-  }
+  if (options.onHangup) handlers.push(["SIGHUP", options.onHangup]);
   for (const [sig, fn] of handlers) Deno.addSignalListener(sig, fn);
   const sig = await stopped;
-  log.info("{sig}: stopping", { sig });
   for (const [s, fn] of handlers) Deno.removeSignalListener(s, fn);
-  await server.close({ graceMs: server.config.limits.shutdown_grace_seconds * 1000 });
-  publicAddress?.stop();
-  await status?.shutdown();
-  globalThis.removeEventListener("unhandledrejection", onUnhandled);
-  return 0;
+  return sig;
 }

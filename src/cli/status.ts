@@ -3,6 +3,7 @@
  * loopback status port and print it readably.
  * @module
  */
+import { hostPort } from "../ftp/connection.ts";
 import type { StatusSnapshot } from "../observe/status.ts";
 import { loadFromCli } from "./common.ts";
 
@@ -50,7 +51,7 @@ export async function runStatus(options: { config?: string; url?: string }): Pro
       );
       return 2;
     }
-    url = `http://${address.includes(":") ? `[${address}]` : address}:${port}/status`;
+    url = `http://${hostPort(address, port)}/status`;
   }
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(5000) });

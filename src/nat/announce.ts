@@ -183,6 +183,25 @@ export interface AnnounceInput {
 }
 
 /**
+ * Builds the input of {@linkcode announceAddress} for one client. serve,
+ * proxy and check all call this, so they tell the same address with the
+ * same reason. `configured` is the config's `public_address` section
+ * (undefined when there is none); `publicAddress` its current value.
+ */
+export function announceInputs(
+  addresses: { client: string; local: string },
+  options: { publicAddress: string | null; configured: { host?: string } | undefined },
+): AnnounceInput {
+  return {
+    client: addresses.client,
+    local: addresses.local,
+    publicAddress: options.publicAddress,
+    publicSource: options.configured?.host,
+    publicConfigured: options.configured !== undefined,
+  };
+}
+
+/**
  * Decide which address a PASV reply announces to this client.
  *
  * 1. Control connection on IPv6 (not mapped): PASV cannot carry it; null.

@@ -4,6 +4,7 @@
  * @module
  */
 import type { Config } from "../config/schema.ts";
+import { hostPort } from "../ftp/connection.ts";
 import type { ControlSession, ServerStats } from "../ftp/control_server.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 
@@ -44,7 +45,7 @@ export function statusSnapshot(
   return {
     version: options.version,
     startedAt: options.startedAt.toISOString(),
-    listen: `${address.includes(":") ? `[${address}]` : address}:${port}`,
+    listen: hostPort(address, port),
     publicAddress: options.publicAddress?.snapshot() ?? NOT_CONFIGURED,
     sessions: [...server.sessions].map((s) => ({
       id: s.id,
