@@ -4,7 +4,7 @@
  * @module
  */
 import denoJson from "../../deno.json" with { type: "json" };
-import { FtpServer } from "../ftp/server.ts";
+import { FtpServer } from "../serve/server.ts";
 import { loadFromCli } from "./common.ts";
 import { runServer } from "./run_server.ts";
 

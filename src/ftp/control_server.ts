@@ -6,10 +6,17 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import { type LoginThrottle, throttleFromLimits } from "../auth/throttle.ts";
 import type { Config } from "../config/schema.ts";
 import { normalizeAddress } from "../nat/announce.ts";
 import { formatReply } from "./codec.ts";
-import { writeAll } from "./data_channel.ts";
+import {
+  closeQuietly,
+  type Connection,
+  TcpConnection,
+  withTimeout,
+  writeAll,
+} from "./connection.ts";
 
 /** What the accept loop and the status snapshot need of a session. */
 export interface ControlSession {
@@ -51,23 +58,22 @@ export abstract class ControlServer<S extends ControlSession> {
     bytesOut: 0,
     transfers: 0,
   };
+  /** Failed logins per client address; kept across reloads, so a reload lifts no ban. */
+  readonly throttle: LoginThrottle;
   #listener: Deno.TcpListener | null = null;
   #loop: Promise<void> = Promise.resolve();
   readonly #perAddress = new Map<string, number>();
   readonly #running = new Set<Promise<void>>();
 
-  constructor(protected readonly log: Logger) {}
+  constructor(protected readonly log: Logger, limits: Config["limits"]) {
+    this.throttle = throttleFromLimits(limits);
+  }
 
   /** The live config: limits are read at each admission. */
   abstract get config(): Config;
 
   /** Makes the session for an admitted connection. */
-  protected abstract createSession(conn: Deno.TcpConn): S;
-
-  /** True for an address refused at connect (a failed-login ban). */
-  protected isBanned(_addr: string): boolean {
-    return false;
-  }
+  protected abstract createSession(conn: Connection): S;
 
   /** Binds the control port from the live config and starts accepting. */
   listen(): Deno.NetAddr {
@@ -94,7 +100,7 @@ export abstract class ControlServer<S extends ControlSession> {
 
   #refusal(addr: string): string | null {
     const limits = this.config.limits;
-    if (this.isBanned(normalizeAddress(addr))) {
+    if (this.throttle.bannedFor(normalizeAddress(addr)) > 0) {
       return "Too many failed logins from your address; try again later";
     }
     if (this.sessions.size >= limits.max_sessions) return "Too many sessions; try again later";
@@ -113,17 +119,13 @@ export abstract class ControlServer<S extends ControlSession> {
       log.debug("refused connection from {addr}: {reason}", { addr, reason: refusal });
       writeAll(conn, new TextEncoder().encode(formatReply(421, refusal)))
         .catch(() => {})
-        .finally(() => {
-          try {
-            conn.close();
-          } catch { /* closed */ }
-        });
+        .finally(() => closeQuietly(conn));
       return;
     }
     try {
       conn.setNoDelay(true);
     } catch { /* not fatal */ }
-    const session = this.createSession(conn);
+    const session = this.createSession(new TcpConnection(conn));
     this.sessions.add(session);
     this.#perAddress.set(addr, (this.#perAddress.get(addr) ?? 0) + 1);
     const running = session.run().catch((e) => {
@@ -143,18 +145,11 @@ export abstract class ControlServer<S extends ControlSession> {
    * then tells every client 421 and waits for the sessions to end.
    */
   async close(options: { graceMs?: number; text?: string } = {}): Promise<void> {
-    try {
-      this.#listener?.close();
-    } catch { /* closed */ }
+    closeQuietly(this.#listener);
     await this.#loop;
     const running = [...this.sessions].flatMap((s) => s.transfer ? [s.transfer.ended] : []);
     if (running.length && options.graceMs) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.allSettled(running),
-        new Promise((r) => timer = setTimeout(r, options.graceMs)),
-      ]);
-      clearTimeout(timer);
+      await withTimeout(Promise.allSettled(running), options.graceMs);
     }
     const text = options.text ?? "Server shutting down";
     await Promise.all([...this.sessions].map((s) => s.shutdown(text)));

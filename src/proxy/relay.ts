@@ -4,7 +4,11 @@
  * an abort or a failure on one side to the other.
  * @module
  */
-import { closeQuietly, type Progress, pump } from "../ftp/data_channel.ts";
+import { closeQuietly, type Connection } from "../ftp/connection.ts";
+import { type Progress, pump, watchStall } from "../ftp/transfer_io.ts";
+
+/** What the relay needs of each side's data connection. */
+type Stream = Pick<Connection, "read" | "write" | "close">;
 
 /** How a relay ended. */
 export type RelayOutcome =
@@ -47,15 +51,15 @@ export class DataRelay {
   readonly done: Promise<RelayResult>;
   #aborted = false;
   #stalled = false;
-  readonly #client: Deno.Conn;
-  readonly #upstream: Deno.Conn;
+  readonly #client: Stream;
+  readonly #upstream: Stream;
 
   /**
    * Starts relaying at once. `direction` says which side sends:
    * "download" moves upstream to client, "upload" client to upstream.
    */
   constructor(
-    conns: { client: Deno.Conn; upstream: Deno.Conn },
+    conns: { client: Stream; upstream: Stream },
     options: { direction: "download" | "upload"; buf: Uint8Array; stallMs: number },
   ) {
     this.#client = conns.client;
@@ -100,14 +104,10 @@ export class DataRelay {
           throw e;
         }),
     };
-    let seen = -1;
-    const watchdog = setInterval(() => {
-      if (this.progress.bytes === seen) {
-        this.#stalled = true;
-        this.#closeBoth();
-      }
-      seen = this.progress.bytes;
-    }, options.stallMs);
+    const stopWatching = watchStall(this.progress, options.stallMs, () => {
+      this.#stalled = true;
+      this.#closeBoth();
+    });
     try {
       await pump(source, sink, { buf: options.buf, progress: this.progress, fromIsDisk: false });
       if (this.#aborted) return { outcome: "aborted", bytes: this.progress.bytes };
@@ -119,7 +119,7 @@ export class DataRelay {
       const error = e instanceof Error ? e.message : String(e);
       return { outcome: failed === "upstream" ? "upstream-failed" : "client-failed", bytes, error };
     } finally {
-      clearInterval(watchdog);
+      stopWatching();
       this.#closeBoth();
     }
   }

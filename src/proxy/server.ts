@@ -5,7 +5,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/schema.ts";
-import { throttleFromLimits } from "../auth/throttle.ts";
+import type { Connection } from "../ftp/connection.ts";
 import { ControlServer } from "../ftp/control_server.ts";
 import { parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
@@ -39,13 +39,12 @@ export class ProxyServer extends ControlServer<ProxySession> {
   /** @throws {TypeError} when the config has no `proxy` section. */
   constructor(config: Config, options: { publicAddress: PublicAddress | null }) {
     const log = getLogger(["pitifulnat", "proxy"]);
-    super(log);
+    super(log, config.limits);
     this.#deps = {
       ...depsFrom(config, options.publicAddress),
       log,
       stats: this.stats,
-      // Kept across reloads, so a reload does not lift running bans.
-      throttle: throttleFromLimits(config.limits),
+      throttle: this.throttle,
     };
   }
 
@@ -54,12 +53,8 @@ export class ProxyServer extends ControlServer<ProxySession> {
     return this.#deps.config;
   }
 
-  protected override createSession(conn: Deno.TcpConn): ProxySession {
+  protected override createSession(conn: Connection): ProxySession {
     return new ProxySession(conn, this.#deps);
-  }
-
-  protected override isBanned(addr: string): boolean {
-    return this.#deps.throttle.bannedFor(addr) > 0;
   }
 
   /** New limits, LAN list, public address and upstream, for new sessions and open ones. */

@@ -1,42 +1,18 @@
 /**
  * One proxied session: the client's control connection relayed line by line
  * to its own upstream connection, with the address-carrying commands
- * (PASV, EPSV, PORT, EPRT) answered by the proxy and each transfer's two
- * data connections joined by a {@linkcode DataRelay}.
+ * (PASV, EPSV, PORT, EPRT) answered by the kit's data setup and each
+ * transfer's two data connections joined by a {@linkcode DataRelay}. The
+ * lifecycle (timeouts, login accounting, transfer records) is the kit's
+ * {@linkcode SessionBase}.
  * @module
  */
-import type { Logger } from "@logtape/logtape";
-import type { Config } from "../config/schema.ts";
-import {
-  epsvReplyText,
-  formatReply,
-  parseCommand,
-  parseEprt,
-  parseEpsvArg,
-  parseEpsvReply,
-  parsePasvReply,
-  parsePort,
-  pasvReplyText,
-} from "../ftp/codec.ts";
-import {
-  acceptFromPeer,
-  connectActive,
-  DataError,
-  giveBuffer,
-  OrderedWriter,
-  takeBuffer,
-} from "../ftp/data_channel.ts";
-import type { ControlSession, ServerStats } from "../ftp/control_server.ts";
-import type { LoginThrottle } from "../auth/throttle.ts";
-import { readCommands } from "../ftp/line_reader.ts";
-import {
-  activeTarget,
-  announceAddress,
-  type LanNetworks,
-  normalizeAddress,
-} from "../nat/announce.ts";
-import { listenInRange } from "../nat/port_range.ts";
-import type { PublicAddress } from "../nat/public_address.ts";
+import { parseCommand, parseEpsvReply, parsePasvReply } from "../ftp/codec.ts";
+import { closeQuietly, type Connection, hostPort, withTimeout } from "../ftp/connection.ts";
+import { connectActive, NO_DATA_PLAN } from "../ftp/data_setup.ts";
+import type { CommandLine } from "../ftp/line_reader.ts";
+import { type KitDeps, SessionBase } from "../ftp/session_base.ts";
+import { DataError } from "../ftp/transfer_io.ts";
 import {
   classifyCommand,
   filterFeatReply,
@@ -46,9 +22,9 @@ import {
   replyText,
   replyWire,
   TRANSFER_COMMANDS,
-  type TransferDirection,
 } from "./protocol.ts";
 import { DataRelay, type RelayResult } from "./relay.ts";
+import { ProxyTransfer } from "./transfer.ts";
 import {
   connectUpstream,
   type UpstreamControl,
@@ -56,197 +32,90 @@ import {
   UpstreamError,
 } from "./upstream.ts";
 
+export { ProxyTransfer };
+
 /** What every proxied session shares with the proxy server. */
-export interface ProxyDeps {
-  config: Config;
+export interface ProxyDeps extends KitDeps {
   /** The upstream server and how long to wait for it. */
   upstream: { host: string; port: number; connectTimeoutMs: number };
-  /** Null when no public address is configured. */
-  publicAddress: PublicAddress | null;
-  lan: LanNetworks;
-  log: Logger;
-  /** Counters the status endpoint reads. */
-  stats: ServerStats;
-  /** Failed logins per client address (the upstream's 530 replies). */
-  throttle: LoginThrottle;
 }
 
 /** How long a closing session waits for its upstream reply loop to end. */
 const FINISH_WAIT_MS = 5_000;
-let nextId = 1;
 const encoder = new TextEncoder();
 
-/** Where the client's side of the next data connection comes from. */
-type ClientSide =
-  | { kind: "passive"; listener: Deno.TcpListener; port: number }
-  | { kind: "active"; host: string; port: number };
-
-/** One transfer: set up, relaying, or failed to reach the client. */
-export class ProxyTransfer {
-  state: "setup" | "relaying" | "failed-open" = "setup";
-  aborted = false;
-  upstream: Deno.TcpConn | null = null;
-  relay: DataRelay | null = null;
-  openError = "";
-  readonly started = performance.now();
-  readonly #ended = Promise.withResolvers<void>();
-
-  constructor(
-    readonly verb: string,
-    readonly arg: string,
-    readonly direction: TransferDirection,
-    readonly client: ClientSide,
-  ) {}
-
-  /** Settles when the transfer's final reply has been handled. */
-  get ended(): Promise<void> {
-    return this.#ended.promise;
-  }
-
-  /** Marks the transfer as over (idempotent). */
-  end(): void {
-    this.#ended.resolve();
-  }
-
-  /** ABOR or session end: stop whatever stage the transfer is in. */
-  abort(): void {
-    this.aborted = true;
-    if (this.relay) this.relay.abort();
-    else this.release();
-  }
-
-  /** Closes what is open and not yet handed to the relay. */
-  release(): void {
-    if (this.client.kind === "passive") {
-      try {
-        this.client.listener.close();
-      } catch { /* already closed */ }
-    }
-    try {
-      this.upstream?.close();
-    } catch { /* already closed */ }
-  }
-
-  describe(): string {
-    const what = this.arg ? `${this.verb} ${this.arg}` : this.verb;
-    return `${what}, ${this.relay?.progress.bytes ?? 0} bytes`;
-  }
-}
-
 /** One client's session through the proxy. */
-export class ProxySession implements ControlSession {
-  readonly id: string;
-  readonly peer: string;
-  readonly peerPort: number;
-  readonly local: string;
-  readonly openedAt = Date.now();
+export class ProxySession extends SessionBase<ProxyDeps> {
   /** The last user name the client sent with USER. */
   user: string | null = null;
-  /** True after the upstream accepted a login. */
-  loggedIn = false;
   transfer: ProxyTransfer | null = null;
-  closed = false;
+  #loggedIn = false;
   #up: UpstreamControl | null = null;
-  #passive: { listener: Deno.TcpListener; port: number } | null = null;
-  #active: { host: string; port: number } | null = null;
-  #epsvAll = false;
+  #upstreamDone: Promise<void> = Promise.resolve();
   #rest: string | null = null;
   #upstreamEpsv = true;
   #quitSent = false;
   #told421 = false;
-  #finished = false;
-  #buf: Uint8Array | null = null;
-  readonly #out: OrderedWriter;
-  #idle: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(readonly conn: Deno.TcpConn, readonly deps: ProxyDeps) {
-    this.id = `p${nextId++}`;
-    this.#out = new OrderedWriter(conn, () => this.closed, () => this.close());
-    this.peer = normalizeAddress(conn.remoteAddr.hostname);
-    this.peerPort = conn.remoteAddr.port;
-    this.local = normalizeAddress(conn.localAddr.hostname);
+  constructor(conn: Connection, deps: ProxyDeps) {
+    super(conn, deps, "p");
   }
 
-  /** The user name seen in USER, for status. */
+  /** The user name seen in USER. */
   get userName(): string | null {
     return this.user;
   }
 
-  /** The logger context of every line this session logs. */
-  get ctx(): Record<string, unknown> {
-    return {
-      session: this.id,
-      peer: `${this.peer}:${this.peerPort}`,
-      user: this.user ?? "-",
-    };
+  /** True after the upstream accepted a login. */
+  protected get loggedIn(): boolean {
+    return this.#loggedIn;
   }
 
   get #upstreamLabel(): string {
-    const { host, port } = this.deps.upstream;
-    return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+    return hostPort(this.deps.upstream.host, this.deps.upstream.port);
   }
 
-  /** Relays the session until either side ends it. */
-  async run(): Promise<void> {
-    const { config, log, upstream } = this.deps;
-    log.info("session {session} opened from {peer}", this.ctx);
-    let upstreamDone: Promise<void> = Promise.resolve();
+  /** Connects to the upstream and relays its greeting; false when there is no session. */
+  protected async open(): Promise<boolean> {
+    const { log, upstream } = this.deps;
+    let greeting: Reply[];
     try {
-      let greeting: Reply[];
-      try {
-        const connected = await connectUpstream(upstream, { timeoutMs: upstream.connectTimeoutMs });
-        this.#up = connected.control;
-        greeting = connected.greeting;
-      } catch (e) {
-        log.error("session {session}: FTP server {upstream} unreachable: {error}", {
-          ...this.ctx,
-          upstream: this.#upstreamLabel,
-          error: (e as Error).message,
-        });
-        await this.#reply(
-          421,
-          "Service not available: the FTP server behind this proxy cannot be reached",
-        );
-        return;
-      }
-      for (const reply of greeting) this.#forward(reply);
-      const last = greeting[greeting.length - 1];
-      if (last.code !== 220) {
-        log.warn("session {session}: FTP server {upstream} refused the session: {reply}", {
-          ...this.ctx,
-          upstream: this.#upstreamLabel,
-          reply: last.lines[0],
-        });
-        return;
-      }
-      const up = this.#up;
-      upstreamDone = up.run((reply) => this.#unsolicited(reply)).then((end) =>
-        this.#upstreamEnded(end)
-      );
-      this.#armIdle();
-      const maxLength = config.limits.max_line_length;
-      for await (const item of readCommands(this.conn, { maxLength })) {
-        if (this.closed) break;
-        this.#armIdle();
-        if (item.kind === "too-long") {
-          await up.idle();
-          await this.#reply(500, "Command line too long");
-        } else if (item.kind === "bad-utf8") {
-          await up.idle();
-          await this.#reply(501, "Command is not valid UTF-8");
-        } else {
-          await this.#dispatch(item.text);
-        }
-        if (this.closed) break;
-      }
+      const connected = await connectUpstream(upstream, { timeoutMs: upstream.connectTimeoutMs });
+      this.#up = connected.control;
+      greeting = connected.greeting;
     } catch (e) {
-      if (!this.closed) {
-        log.debug("session {session}: read error: {error}", { ...this.ctx, error: e });
-      }
-    } finally {
-      await this.#finish();
-      await boundedWait(upstreamDone, FINISH_WAIT_MS);
+      log.error("session {session}: FTP server {upstream} unreachable: {error}", {
+        ...this.ctx,
+        upstream: this.#upstreamLabel,
+        error: (e as Error).message,
+      });
+      await this.reply(
+        421,
+        "Service not available: the FTP server behind this proxy cannot be reached",
+      );
+      return false;
     }
+    for (const reply of greeting) this.#forward(reply);
+    const last = greeting[greeting.length - 1];
+    if (last.code !== 220) {
+      log.warn("session {session}: FTP server {upstream} refused the session: {reply}", {
+        ...this.ctx,
+        upstream: this.#upstreamLabel,
+        reply: last.lines[0],
+      });
+      return false;
+    }
+    this.#upstreamDone = this.#up.run((reply) => this.#unsolicited(reply)).then((end) =>
+      this.#upstreamEnded(end)
+    );
+    return true;
+  }
+
+  protected async handle(item: CommandLine): Promise<void> {
+    if (item.kind === "line") return this.#dispatch(item.text);
+    await this.#up!.idle();
+    if (item.kind === "too-long") await this.reply(500, "Command line too long");
+    else await this.reply(501, "Command is not valid UTF-8");
   }
 
   async #dispatch(line: string): Promise<void> {
@@ -256,24 +125,24 @@ export class ProxySession implements ControlSession {
       // A bare CR could end the line early at the upstream and smuggle a
       // second command past the proxy.
       await up.idle();
-      return this.#reply(501, "Command contains a CR or NUL character");
+      return this.reply(501, "Command contains a CR or NUL character");
     }
     const action = classifyCommand(verb);
     this.deps.log.debug("session {session}: {verb}", { ...this.ctx, verb });
     switch (action) {
       case "refuse":
         await up.idle();
-        return this.#reply(502, REFUSED_COMMANDS.get(verb)!);
+        return this.reply(502, REFUSED_COMMANDS.get(verb)!);
       case "pasv":
         await up.idle();
-        return this.#pasv();
+        return this.data.pasv();
       case "epsv":
         await up.idle();
-        return this.#epsv(arg);
+        return this.data.epsv(arg);
       case "port":
       case "eprt":
         await up.idle();
-        return this.#port(verb, arg);
+        return this.data.port(action === "port" ? "PORT" : "EPRT", arg);
       case "transfer":
         return this.#startTransfer(verb, arg, line);
       case "abort":
@@ -290,7 +159,7 @@ export class ProxySession implements ControlSession {
         if (verb === "USER") {
           // Shown in the log and status: no control characters, bounded.
           this.user = arg.trim().replace(/\p{Cc}/gu, "?").slice(0, 64) || null;
-          this.loggedIn = false;
+          this.#loggedIn = false;
           this.deps.log.info("session {session}: USER {user}", this.ctx);
         }
         if (verb === "QUIT") this.#quitSent = true;
@@ -306,28 +175,20 @@ export class ProxySession implements ControlSession {
 
   #relayReply(verb: string, reply: Reply, final: boolean): void {
     if (!final) return void this.#forward(reply);
-    const { stats, log } = this.deps;
     if (verb === "USER" || verb === "PASS" || verb === "ACCT") {
-      if (reply.code === 230 && !this.loggedIn) {
-        this.loggedIn = true;
-        this.#armIdle(); // the longer idle timeout from now on
-        stats.loginsOk++;
-        this.deps.throttle.succeed(this.peer);
-        log.info("session {session}: login ok user={user}", this.ctx);
+      if (reply.code === 230 && !this.#loggedIn) {
+        this.#loggedIn = true;
+        this.touch(); // the longer idle timeout from now on
+        this.loginSucceeded();
       } else if (reply.code === 530) {
-        stats.loginsFailed++;
-        log.info("session {session}: login failed user={user}", this.ctx);
-        if (this.deps.throttle.fail(this.peer)) {
-          log.warn("address {addr} banned for {seconds} s after repeated failed logins", {
-            addr: this.peer,
-            seconds: this.deps.config.limits.ban_seconds,
-          });
-        }
+        // Counted toward the address's ban; the session itself stays open:
+        // how many tries a session gets is the upstream server's rule.
+        this.loginFailed(this.user ?? "");
       }
     } else if (verb === "REST" && reply.code !== 350) {
       this.#rest = null;
     } else if (verb === "REIN" && reply.code < 300) {
-      this.loggedIn = false;
+      this.#loggedIn = false;
     }
     this.#forward(verb === "FEAT" ? filterFeatReply(reply) : reply);
   }
@@ -358,141 +219,18 @@ export class ProxySession implements ControlSession {
           upstream: this.#upstreamLabel,
         });
       }
-      await this.#reply(421, "Connection to the FTP server lost; closing");
+      await this.reply(421, "Connection to the FTP server lost; closing");
     }
-    await this.#out.flushed();
+    await this.out.flushed();
     this.close();
-  }
-
-  // ---- replies to the client ----------------------------------------------
-
-  #write(text: string): Promise<void> {
-    return this.#out.write(encoder.encode(text));
-  }
-
-  /** A reply of the proxy's own. */
-  #reply(code: number, text: string): Promise<void> {
-    return this.#write(formatReply(code, text));
   }
 
   /** An upstream reply, unchanged. */
   #forward(reply: Reply): Promise<void> {
-    return this.#write(replyWire(reply));
-  }
-
-  // ---- the address-carrying commands ----------------------------------------
-
-  #closePassive(): void {
-    try {
-      this.#passive?.listener.close();
-    } catch { /* already closed */ }
-    this.#passive = null;
-  }
-
-  async #openPassive(): Promise<number | null> {
-    this.#closePassive();
-    this.#active = null;
-    const { min_port, max_port } = this.deps.config.passive;
-    const listener = await listenInRange({ hostname: this.local, min: min_port, max: max_port });
-    if (!listener) {
-      this.deps.log.warn("session {session}: every passive port {min}-{max} is busy", {
-        ...this.ctx,
-        min: min_port,
-        max: max_port,
-      });
-      await this.#reply(425, "No passive port available; try again later");
-      return null;
-    }
-    const port = (listener.addr as Deno.NetAddr).port;
-    this.#passive = { listener, port };
-    return port;
-  }
-
-  async #pasv(): Promise<void> {
-    if (this.#epsvAll) {
-      return this.#reply(503, "EPSV ALL is in effect: only EPSV may set up data connections");
-    }
-    const { config, publicAddress, lan } = this.deps;
-    const decision = announceAddress({
-      client: this.peer,
-      local: this.local,
-      publicAddress: publicAddress?.current() ?? null,
-      publicSource: config.public_address?.host,
-      publicConfigured: config.public_address !== undefined,
-    }, lan);
-    if (decision.address === null) {
-      return this.#reply(522, "PASV needs IPv4 on the control connection; use EPSV (2)");
-    }
-    const port = await this.#openPassive();
-    if (port === null) return;
-    this.deps.log.debug("session {session}: PASV {address}:{port} ({reason})", {
-      ...this.ctx,
-      address: decision.address,
-      port,
-      reason: decision.reason,
-    });
-    await this.#reply(227, pasvReplyText({ host: decision.address, port }));
-  }
-
-  async #epsv(arg: string): Promise<void> {
-    const a = parseEpsvArg(arg);
-    if (a === null) return this.#reply(501, "EPSV takes ALL or a network protocol number");
-    if (a === "all") {
-      this.#epsvAll = true;
-      return this.#reply(200, "EPSV ALL ok");
-    }
-    const family = this.local.includes(":") ? 2 : 1;
-    if (a === "family" || (typeof a === "number" && a !== family)) {
-      return this.#reply(522, `Network protocol not supported, use (${family})`);
-    }
-    const port = await this.#openPassive();
-    if (port === null) return;
-    await this.#reply(229, epsvReplyText(port));
-  }
-
-  #port(verb: string, arg: string): Promise<void> {
-    if (this.#epsvAll) {
-      return this.#reply(503, "EPSV ALL is in effect: only EPSV may set up data connections");
-    }
-    const family = this.local.includes(":") ? 2 : 1;
-    let written: { host: string; port: number };
-    if (verb === "PORT") {
-      if (family === 2) return this.#reply(522, "Network protocol not supported, use (2)");
-      const hp = parsePort(arg);
-      if (!hp) return this.#reply(501, "Illegal PORT command");
-      written = hp;
-    } else {
-      const e = parseEprt(arg);
-      if (e === null) return this.#reply(501, "Illegal EPRT command");
-      if (e === "family" || e.family !== family) {
-        return this.#reply(522, `Network protocol not supported, use (${family})`);
-      }
-      written = e;
-    }
-    if (written.port < 1024) {
-      return this.#reply(504, "Refusing data connection to a privileged port");
-    }
-    const target = activeTarget({ peer: this.peer, written: written.host }, {
-      allowFxp: this.deps.config.allow_fxp,
-    });
-    this.#closePassive();
-    this.#active = { host: target.address, port: written.port };
-    this.deps.log.debug("session {session}: {verb} -> {address}:{port} ({reason})", {
-      ...this.ctx,
-      verb,
-      address: target.address,
-      port: written.port,
-      reason: target.reason,
-    });
-    return this.#reply(200, `${verb} command successful; consider using PASV or EPSV`);
+    return this.out.write(encoder.encode(replyWire(reply)));
   }
 
   // ---- transfers -------------------------------------------------------------
-
-  /** The transfer buffer: allocated on first use, reused afterwards. */
-  get #buffer(): Uint8Array {
-    return this.#buf ??= takeBuffer();
-  }
 
   get #dataTimeoutMs(): number {
     return this.deps.config.limits.data_timeout_seconds * 1000;
@@ -526,15 +264,12 @@ export class ProxySession implements ControlSession {
     await up.idle();
     const rest = this.#rest;
     this.#rest = null;
-    const client: ClientSide | null = this.#passive
-      ? { kind: "passive", ...this.#passive }
-      : this.#active
-      ? { kind: "active", ...this.#active }
-      : null;
-    this.#passive = null;
-    this.#active = null;
-    if (!client) return this.#reply(425, "Use PORT, EPRT, PASV or EPSV first");
-    const t = new ProxyTransfer(verb, arg, TRANSFER_COMMANDS.get(verb)!, client);
+    const plan = this.data.take();
+    if (!plan) return this.reply(425, NO_DATA_PLAN);
+    const t = new ProxyTransfer(verb, arg, TRANSFER_COMMANDS.get(verb)!, {
+      plan,
+      setup: this.data,
+    });
     this.transfer = t;
     try {
       t.upstream = await this.#openUpstreamData(up);
@@ -547,22 +282,7 @@ export class ProxySession implements ControlSession {
       }
     } catch (e) {
       this.#endTransfer(t);
-      if (e instanceof UpstreamError) {
-        this.deps.log.error("session {session}: FTP server {upstream}: {error}", {
-          ...this.ctx,
-          upstream: this.#upstreamLabel,
-          error: e.message,
-        });
-        await this.#reply(421, "The FTP server does not answer; closing");
-        return this.close();
-      }
-      if (t.aborted) return;
-      const msg = e instanceof DataError ? e.message : `Can't open data connection`;
-      this.deps.log.warn("session {session}: no data connection to FTP server: {error}", {
-        ...this.ctx,
-        error: (e as Error).message,
-      });
-      return this.#reply(425, msg.replace("data connection", "data connection to the FTP server"));
+      return this.#upstreamDataFailed(t, e);
     }
     if (t.aborted) {
       // ABOR came while the data connection was being set up: its reply is
@@ -573,61 +293,59 @@ export class ProxySession implements ControlSession {
       .catch(() => {/* the reply loop reports the lost connection */});
   }
 
+  /** The upstream's data connection could not be made: 425, or 421 when it stopped answering. */
+  async #upstreamDataFailed(t: ProxyTransfer, e: unknown): Promise<void> {
+    if (e instanceof UpstreamError) {
+      this.deps.log.error("session {session}: FTP server {upstream}: {error}", {
+        ...this.ctx,
+        upstream: this.#upstreamLabel,
+        error: e.message,
+      });
+      await this.reply(421, "The FTP server does not answer; closing");
+      return this.close();
+    }
+    if (t.aborted) return;
+    const msg = e instanceof DataError ? e.message : `Can't open data connection`;
+    this.deps.log.warn("session {session}: no data connection to FTP server: {error}", {
+      ...this.ctx,
+      error: (e as Error).message,
+    });
+    await this.reply(425, msg.replace("data connection", "data connection to the FTP server"));
+  }
+
   #endTransfer(t: ProxyTransfer): void {
     t.release();
     t.end();
     if (this.transfer === t) this.transfer = null;
-    if (this.#buf && !this.transfer) {
-      giveBuffer(this.#buf);
-      this.#buf = null;
-    }
+    if (!this.transfer) this.releaseBuffer();
   }
 
-  /** Opens the client's side, the way the client asked for with PASV/EPSV or PORT/EPRT. */
-  async #openClientData(side: ClientSide): Promise<Deno.TcpConn> {
-    const timeoutMs = this.#dataTimeoutMs;
-    if (side.kind === "active") return await connectActive(side, { timeoutMs });
-    const conn = await acceptFromPeer(side.listener, {
-      peer: this.peer,
-      timeoutMs,
-      onStranger: (from) =>
-        this.deps.log.warn(
-          "session {session}: refused data connection from {from} on passive port {port}",
-          { ...this.ctx, from, port: side.port },
-        ),
-    });
-    if (!conn) {
-      this.deps.publicAddress?.hint(
-        `session ${this.id}: passive port ${side.port} was never connected`,
-      );
-      throw new DataError(425, "Can't open data connection: the client did not connect");
+  /** The upstream accepted the command: now reach the client and start relaying. */
+  async #openClient(t: ProxyTransfer, reply: Reply): Promise<void> {
+    try {
+      const conn = await this.data.open(t.takeClient());
+      if (t.aborted) {
+        closeQuietly(conn);
+        throw new DataError(426, "Transfer aborted");
+      }
+      t.relay = new DataRelay({ client: conn, upstream: t.upstream! }, {
+        direction: t.direction,
+        buf: this.buffer,
+        stallMs: this.#dataTimeoutMs,
+      });
+      t.state = "relaying";
+      this.#forward(reply);
+    } catch (e) {
+      t.state = "failed-open";
+      t.openError = (e as Error).message;
+      t.release();
     }
-    return conn;
   }
 
   async #transferReply(t: ProxyTransfer, reply: Reply, final: boolean): Promise<void> {
     if (!final) {
       if (t.state === "relaying") return void this.#forward(reply);
-      if (t.state !== "setup") return;
-      // The upstream accepted the command: now reach the client.
-      try {
-        const conn = await this.#openClientData(t.client);
-        if (t.aborted) {
-          conn.close();
-          throw new DataError(426, "Transfer aborted");
-        }
-        t.relay = new DataRelay({ client: conn, upstream: t.upstream! }, {
-          direction: t.direction,
-          buf: this.#buffer,
-          stallMs: this.#dataTimeoutMs,
-        });
-        t.state = "relaying";
-        this.#forward(reply);
-      } catch (e) {
-        t.state = "failed-open";
-        t.openError = (e as Error).message;
-        t.release();
-      }
+      if (t.state === "setup") await this.#openClient(t, reply);
       return;
     }
     let result: RelayResult | null = null;
@@ -635,102 +353,44 @@ export class ProxySession implements ControlSession {
       result = await t.relay!.done;
       const shown = finalReplyFor(reply, result.outcome);
       if ("lines" in shown) this.#forward(shown);
-      else this.#reply(shown.code, shown.text);
+      else this.reply(shown.code, shown.text);
     } else if (t.state === "failed-open" && !t.aborted) {
-      this.#reply(425, t.openError);
+      this.reply(425, t.openError);
     } else {
       t.release();
       this.#forward(reply);
     }
-    if (this.transfer === t) this.transfer = null;
-    t.end();
-    if (t.state !== "setup") this.#logTransfer(t, reply, result);
-  }
-
-  #logTransfer(t: ProxyTransfer, reply: Reply, result: RelayResult | null): void {
-    const { stats, log } = this.deps;
-    const bytes = result?.bytes ?? 0;
-    const seconds = (performance.now() - t.started) / 1000;
-    if (t.direction === "upload") stats.bytesIn += bytes;
-    else stats.bytesOut += bytes;
-    stats.transfers++;
-    log.info(
-      "transfer user={user} dir={direction} cmd={verb} path={path} bytes={bytes} " +
-        "seconds={seconds} rate={rate} result={result} upstream={code}",
-      {
-        ...this.ctx,
-        direction: t.direction === "upload" ? "in" : "out",
-        verb: t.verb,
-        path: t.arg,
-        bytes,
-        seconds: seconds.toFixed(3),
-        rate: `${(bytes / 1e6 / Math.max(seconds, 1e-6)).toFixed(1)}MB/s`,
-        result: result?.outcome ?? (t.aborted ? "aborted" : "no-client-connection"),
-        code: reply.code,
-      },
-    );
+    const state = t.state;
+    this.#endTransfer(t);
+    if (state === "setup") return;
+    this.recordTransfer({
+      direction: t.direction === "upload" ? "in" : "out",
+      verb: t.verb,
+      what: t.arg,
+      bytes: result?.bytes ?? 0,
+      started: t.started,
+      result: result?.outcome ?? (t.aborted ? "aborted" : "no-client-connection"),
+      upstreamCode: reply.code,
+    });
     if (result?.error) {
-      log.debug("session {session}: relay error: {error}", { ...this.ctx, error: result.error });
+      this.deps.log.debug("session {session}: relay error: {error}", {
+        ...this.ctx,
+        error: result.error,
+      });
     }
   }
 
   // ---- lifetime ----------------------------------------------------------------
 
-  #armIdle(): void {
-    clearTimeout(this.#idle);
-    if (this.closed) return;
-    const limits = this.deps.config.limits;
-    const seconds = this.loggedIn ? limits.idle_timeout_seconds : limits.login_timeout_seconds;
-    this.#idle = setTimeout(() => {
-      if (this.transfer) return this.#armIdle();
-      this.deps.log.info("session {session} idle for {seconds} s: closing", {
-        ...this.ctx,
-        seconds,
-      });
-      this.#reply(421, "Idle timeout; closing control connection").finally(() => this.close());
-    }, seconds * 1000);
-  }
-
-  /** Ends the session at once: data relay, listeners, both control connections. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    clearTimeout(this.#idle);
+  protected onClose(): void {
     this.transfer?.abort();
     this.transfer?.end();
-    this.#closePassive();
     this.#up?.close();
-    try {
-      this.conn.close();
-    } catch { /* already closed */ }
   }
 
-  /** Sends a last reply (proxy shutdown) and closes. */
-  async shutdown(text: string): Promise<void> {
-    await this.#reply(421, text);
-    this.close();
-  }
-
-  async #finish(): Promise<void> {
-    if (this.#finished) return;
-    this.#finished = true;
-    clearTimeout(this.#idle);
+  protected override async finish(): Promise<void> {
     this.transfer?.abort();
-    await this.#out.flushed();
-    this.close();
-    this.deps.log.info("session {session} closed {peer} user={user} after {seconds} s", {
-      ...this.ctx,
-      seconds: Math.round((Date.now() - this.openedAt) / 1000),
-    });
+    await super.finish();
+    await withTimeout(this.#upstreamDone, FINISH_WAIT_MS);
   }
-}
-
-/** Waits for `p`, but at most `ms`. */
-async function boundedWait(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([
-    p.catch(() => {}),
-    new Promise((r) => timer = setTimeout(r, ms)),
-  ]);
-  clearTimeout(timer);
 }

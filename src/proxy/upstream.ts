@@ -8,7 +8,7 @@
  * which reply belongs to which command.
  * @module
  */
-import { writeAll } from "../ftp/data_channel.ts";
+import { closeQuietly, TIMED_OUT, withTimeout, writeAll } from "../ftp/connection.ts";
 import { type ControlLine, readLines } from "../ftp/line_reader.ts";
 import { isPreliminary, type Reply, ReplyAssembler, ReplyError } from "./protocol.ts";
 
@@ -107,20 +107,11 @@ export class UpstreamControl {
    * @throws {UpstreamError} on timeout, EOF or a line that is no reply.
    */
   async readReplyBefore(deadline: number): Promise<Reply> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), Math.max(0, deadline - Date.now()));
-    });
-    const next = this.#nextReply();
-    next.catch(() => {}); // when the timeout wins, closing the connection rejects it
-    try {
-      const reply = await Promise.race([next, timeout]);
-      if (reply === "timeout") throw new UpstreamError("connected, but no greeting in time");
-      if (reply === null) throw new UpstreamError("closed the connection before greeting");
-      return reply;
-    } finally {
-      clearTimeout(timer);
-    }
+    // When the timeout wins, closing the connection rejects the read: withTimeout ignores that.
+    const reply = await withTimeout(this.#nextReply(), Math.max(0, deadline - Date.now()));
+    if (reply === TIMED_OUT) throw new UpstreamError("connected, but no greeting in time");
+    if (reply === null) throw new UpstreamError("closed the connection before greeting");
+    return reply;
   }
 
   /** Reads lines until one reply is complete; null at EOF. */
@@ -227,9 +218,7 @@ export class UpstreamControl {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      this.conn.close();
-    } catch { /* already closed */ }
+    closeQuietly(this.conn);
   }
 
   /** True once closed. */

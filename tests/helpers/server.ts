@@ -5,7 +5,7 @@
 import { hashPassword } from "../../src/auth/password.ts";
 import { configSchema } from "../../src/config/schema.ts";
 import type { Config } from "../../src/config/schema.ts";
-import { FtpServer } from "../../src/ftp/server.ts";
+import { FtpServer } from "../../src/serve/server.ts";
 import { PublicAddress } from "../../src/nat/public_address.ts";
 
 /** The test user's credentials. */

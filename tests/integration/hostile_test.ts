@@ -6,7 +6,7 @@
  * a well-behaved session running beside it goes on unharmed.
  */
 import assert from "node:assert/strict";
-import { buildCommandTable } from "../../src/ftp/commands.ts";
+import { buildCommandTable } from "../../src/serve/commands.ts";
 import { RawClient, type Reply } from "../helpers/raw.ts";
 import { PASSWORD, run, startServer, type TestServer, USER } from "../helpers/server.ts";
 

@@ -5,7 +5,7 @@
  * STOU, LIST options and ABOR during a transfer.
  */
 import assert from "node:assert/strict";
-import { SPARE_LISTENER_MS } from "../../src/ftp/session.ts";
+import { SPARE_LISTENER_MS } from "../../src/ftp/data_setup.ts";
 import { RawClient, type Reply } from "../helpers/raw.ts";
 import { PASSWORD, run, startServer, type TestServer, USER } from "../helpers/server.ts";
 

@@ -5,7 +5,7 @@ import {
   pooledBuffers,
   takeBuffer,
   trimPool,
-} from "../../src/ftp/data_channel.ts";
+} from "../../src/ftp/transfer_io.ts";
 
 Deno.test("buffer pool: a burst's buffers are reused, capped at 32, and let go 30 s after the last take", () => {
   const taken = Array.from({ length: 40 }, () => takeBuffer());

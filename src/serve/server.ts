@@ -1,16 +1,17 @@
 /**
- * The FTP server: the shared control-connection accept loop running one
- * FTP Session per connection, with the command table, users and limits.
+ * The FTP server (`serve`): the kit's accept loop running one serve
+ * {@linkcode Session} per connection, with the command table, users and
+ * limits.
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/schema.ts";
-import { throttleFromLimits } from "../auth/throttle.ts";
 import { UserDb } from "../auth/users.ts";
+import type { Connection } from "../ftp/connection.ts";
+import { ControlServer } from "../ftp/control_server.ts";
 import { type LanNetworks, parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { buildCommandTable } from "./commands.ts";
-import { ControlServer } from "./control_server.ts";
 import { Session, type SessionDeps } from "./session.ts";
 
 /** A running FTP server. */
@@ -19,7 +20,7 @@ export class FtpServer extends ControlServer<Session> {
 
   constructor(config: Config, options: { publicAddress: PublicAddress | null }) {
     const log = getLogger(["pitifulnat", "ftp"]);
-    super(log);
+    super(log, config.limits);
     this.#deps = {
       config,
       users: new UserDb(config),
@@ -28,7 +29,7 @@ export class FtpServer extends ControlServer<Session> {
       commands: buildCommandTable(),
       log,
       stats: this.stats,
-      throttle: throttleFromLimits(config.limits),
+      throttle: this.throttle,
     };
   }
 
@@ -42,18 +43,13 @@ export class FtpServer extends ControlServer<Session> {
     return this.#deps.lan;
   }
 
-  protected override createSession(conn: Deno.TcpConn): Session {
+  protected override createSession(conn: Connection): Session {
     return new Session(conn, this.#deps);
-  }
-
-  protected override isBanned(addr: string): boolean {
-    return this.#deps.throttle.bannedFor(addr) > 0;
   }
 
   /** Replaces users, limits, the LAN list and the public address (SIGHUP). */
   reload(config: Config, options: { publicAddress: PublicAddress | null }): void {
     // Sessions share this object, so open sessions see the new settings too.
-    // The throttle is kept, so a reload does not lift running bans.
     Object.assign(this.#deps, {
       config,
       publicAddress: options.publicAddress,

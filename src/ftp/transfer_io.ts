@@ -1,10 +1,11 @@
 /**
- * Data connections: the passive listener that accepts only the control
- * connection's peer, the active connect-back, and the byte pumps that move
- * files with one reused buffer and natural back-pressure.
+ * What moves bytes once a data connection is open: the pooled transfer
+ * buffers, the pump with one reused buffer and natural back-pressure, the
+ * stall watchdog, the upload file that syncs as it goes, and the errors a
+ * transfer ends with.
  * @module
  */
-import { normalizeAddress } from "../nat/announce.ts";
+import { writeAll } from "./connection.ts";
 
 /** Size of a transfer buffer: large reads and writes keep the data path fast. */
 export const BUFFER_SIZE = 1 << 20;
@@ -60,142 +61,10 @@ export function pooledBuffers(): number {
   return pool.length;
 }
 
-/** Closes a connection, listener or file that may be closed already. */
-export function closeQuietly(c: { close(): void }): void {
-  try {
-    c.close();
-  } catch { /* already closed */ }
-}
-
 /** Why a data connection could not be used. */
 export class DataError extends Error {
   constructor(readonly code: 425 | 426 | 451 | 452 | 552, message: string) {
     super(message);
-  }
-}
-
-/** Sleeps that can be cancelled, for timeouts raced against I/O. */
-function timeout(ms: number): { promise: Promise<"timeout">; cancel(): void } {
-  let id: ReturnType<typeof setTimeout> | undefined;
-  const promise = new Promise<"timeout">((resolve) => {
-    id = setTimeout(() => resolve("timeout"), ms);
-  });
-  return { promise, cancel: () => clearTimeout(id) };
-}
-
-/**
- * Accepts the data connection on a passive listener, but only from the
- * control connection's peer address; a connection from anywhere else is
- * closed and reported through `onStranger`, and the wait goes on, so a
- * stranger cannot take or abort a user's transfer. Closes the listener when
- * done, unless `keepOpen` and the peer connected (the caller then owns it).
- * Returns null on timeout or when the listener is closed meanwhile.
- */
-export async function acceptFromPeer(
-  listener: Deno.TcpListener,
-  options: {
-    peer: string;
-    timeoutMs: number;
-    onStranger?: (addr: string) => void;
-    keepOpen?: boolean;
-  },
-): Promise<Deno.TcpConn | null> {
-  const timer = timeout(options.timeoutMs);
-  let keep = false;
-  try {
-    while (true) {
-      let result: Deno.TcpConn | "timeout";
-      try {
-        result = await Promise.race([listener.accept(), timer.promise]);
-      } catch {
-        return null; // listener closed (PASV replaced, ABOR, session end)
-      }
-      if (result === "timeout") return null;
-      const host = result.remoteAddr.hostname;
-      // The listener reports the peer's address in the form the control
-      // connection did, so the exact text usually matches without parsing.
-      if (host === options.peer || normalizeAddress(host) === normalizeAddress(options.peer)) {
-        keep = options.keepOpen === true;
-        return result;
-      }
-      options.onStranger?.(`${result.remoteAddr.hostname}:${result.remoteAddr.port}`);
-      try {
-        result.close();
-      } catch { /* already closed */ }
-    }
-  } finally {
-    timer.cancel();
-    if (!keep) {
-      try {
-        listener.close();
-      } catch { /* already closed */ }
-    }
-  }
-}
-
-/** Connects back to a client for active mode, within a timeout. */
-export async function connectActive(
-  target: { host: string; port: number },
-  options: { timeoutMs: number },
-): Promise<Deno.TcpConn> {
-  const timer = timeout(options.timeoutMs);
-  const attempt = Deno.connect({ hostname: target.host, port: target.port });
-  try {
-    const result = await Promise.race([attempt, timer.promise]);
-    if (result === "timeout") {
-      attempt.then((c) => {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }, () => {});
-      throw new DataError(425, "Can't open data connection: timed out");
-    }
-    return result;
-  } catch (e) {
-    if (e instanceof DataError) throw e;
-    throw new DataError(425, `Can't open data connection: ${(e as Error).message}`);
-  } finally {
-    timer.cancel();
-  }
-}
-
-/** Writes all of `bytes` (Deno's write may write less). */
-export async function writeAll(w: { write(p: Uint8Array): Promise<number> }, bytes: Uint8Array) {
-  let off = 0;
-  while (off < bytes.length) off += await w.write(bytes.subarray(off));
-}
-
-/**
- * A control connection's replies, written in the order they were asked for
- * (each waits for the one before), so a reply never overtakes another. A
- * failed write calls `onError` (which ends the session); nothing more is
- * written once `isClosed` says so.
- */
-export class OrderedWriter {
-  #last: Promise<void> = Promise.resolve();
-
-  constructor(
-    readonly conn: Deno.Conn,
-    readonly isClosed: () => boolean,
-    readonly onError: () => void,
-  ) {}
-
-  /** Queues `bytes`; resolves once they are written (or dropped). */
-  write(bytes: Uint8Array): Promise<void> {
-    this.#last = this.#last.then(async () => {
-      if (this.isClosed()) return;
-      try {
-        await writeAll(this.conn, bytes);
-      } catch {
-        this.onError();
-      }
-    });
-    return this.#last;
-  }
-
-  /** Resolves when every write queued so far is done. */
-  flushed(): Promise<void> {
-    return this.#last;
   }
 }
 
@@ -281,4 +150,17 @@ export async function pump(
 function connMessage(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   return `Connection closed; transfer aborted (${msg})`;
+}
+
+/**
+ * Calls `onStall` when `progress` has not moved for a whole `ms`, checked
+ * every `ms`; returns the function that stops watching.
+ */
+export function watchStall(progress: Progress, ms: number, onStall: () => void): () => void {
+  let seen = -1;
+  const timer = setInterval(() => {
+    if (progress.bytes === seen) onStall();
+    seen = progress.bytes;
+  }, ms);
+  return () => clearInterval(timer);
 }

@@ -1,0 +1,418 @@
+/**
+ * Data-connection setup, the one place for serve and proxy alike: PASV,
+ * EPSV, PORT and EPRT parsed and checked, what PASV announces (and why),
+ * the passive listener that accepts only the control connection's peer
+ * (kept a moment for the session's next transfer), and the active
+ * connect-back to the peer. It works against a small {@linkcode DataContext},
+ * not against a session of either product.
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Config } from "../config/schema.ts";
+import {
+  activeTarget,
+  announceAddress,
+  announceInputs,
+  type Announcement,
+  type LanNetworks,
+  normalizeAddress,
+} from "../nat/announce.ts";
+import { listenInRange } from "../nat/port_range.ts";
+import type { PublicAddress } from "../nat/public_address.ts";
+import { epsvReplyText, parseEprt, parseEpsvArg, parsePort, pasvReplyText } from "./codec.ts";
+import {
+  addressFamily,
+  closeQuietly,
+  type Connection,
+  TcpConnection,
+  TIMED_OUT,
+  withTimeout,
+} from "./connection.ts";
+import { DataError } from "./transfer_io.ts";
+
+/** What data-connection setup reads of the server: the live settings. */
+export interface DataDeps {
+  config: Config;
+  /** Null when no public address is configured. */
+  publicAddress: PublicAddress | null;
+  lan: LanNetworks;
+  log: Logger;
+}
+
+/** What data-connection setup needs of a session. */
+export interface DataContext {
+  readonly id: string;
+  /** The control connection's peer address (normalized). */
+  readonly peer: string;
+  /** The local address the control connection arrived at (normalized). */
+  readonly local: string;
+  /** Logger properties naming the session. */
+  readonly ctx: Record<string, unknown>;
+  readonly closed: boolean;
+  readonly deps: DataDeps;
+  reply(code: number, text: string): Promise<void>;
+}
+
+/**
+ * How the next data connection is made: a passive listener (accepting
+ * since PASV/EPSV; `viaPublic` when PASV told the public address) or an
+ * active connect-back. One slot, so the two can never coexist.
+ */
+export type DataPlan =
+  | {
+    kind: "passive";
+    listener: Deno.TcpListener;
+    port: number;
+    accepted: Promise<Deno.TcpConn | null>;
+    viaPublic: boolean;
+  }
+  | { kind: "active"; host: string; port: number };
+
+/** How long a passive listener is kept for the session's next transfer. */
+export const SPARE_LISTENER_MS = 2000;
+/** The reply to a transfer command that came before PASV/EPSV/PORT/EPRT. */
+export const NO_DATA_PLAN = "Use PORT, EPRT, PASV or EPSV first";
+const EPSV_ALL_REFUSAL = "EPSV ALL is in effect: only EPSV may set up data connections";
+
+/** Setups holding a kept passive listener, oldest first. */
+const withSpare = new Set<DataSetup>();
+/** When a remote client was last warned about being told a LAN address. */
+let lastFallbackWarning = 0;
+
+/**
+ * Closes the oldest kept passive listener of any session, so its port can
+ * serve a PASV that found the range full. False when none is kept.
+ */
+export function reclaimSpareListener(): boolean {
+  const oldest = withSpare.values().next();
+  if (oldest.done) return false;
+  oldest.value.dropSpare();
+  return true;
+}
+
+/** One session's data-connection setup. */
+export class DataSetup {
+  /** Set by EPSV ALL: only EPSV may set up data connections from now on. */
+  epsvAll = false;
+  #plan: DataPlan | null = null;
+  #announced: { publicAddress: string | null; lan: LanNetworks; decision: Announcement } | null =
+    null;
+  #spare:
+    | { listener: Deno.TcpListener; port: number; timer: ReturnType<typeof setTimeout> }
+    | null = null;
+
+  constructor(readonly s: DataContext) {}
+
+  /** True while a passive listener waits for its transfer. */
+  get hasPassive(): boolean {
+    return this.#plan?.kind === "passive";
+  }
+
+  /** PASV: opens a passive port and tells the address {@linkcode announcement} chose. */
+  async pasv(): Promise<void> {
+    const { s } = this;
+    if (this.epsvAll) return s.reply(503, EPSV_ALL_REFUSAL);
+    const decision = this.announcement();
+    if (decision.address === null) {
+      return s.reply(522, "PASV needs IPv4 on the control connection; use EPSV (2)");
+    }
+    if (decision.source === "fallback-local" && Date.now() - lastFallbackWarning > 3_600_000) {
+      lastFallbackWarning = Date.now();
+      s.deps.log.warn(
+        "remote client {peer} told the local address {address} in PASV: {reason} " +
+          "(logged at most once an hour)",
+        { ...s.ctx, address: decision.address, reason: decision.reason },
+      );
+    }
+    const port = await this.#openPassive(decision.source === "public");
+    if (port === null) return;
+    s.deps.log.debug("session {session}: PASV {address}:{port} ({reason})", {
+      ...s.ctx,
+      address: decision.address,
+      port,
+      reason: decision.reason,
+    });
+    await s.reply(227, pasvReplyText({ host: decision.address, port }));
+  }
+
+  /** EPSV [ALL | family]: opens a passive port and tells only the port. */
+  async epsv(arg: string): Promise<void> {
+    const { s } = this;
+    const a = parseEpsvArg(arg);
+    if (a === null) return s.reply(501, "EPSV takes ALL or a network protocol number");
+    if (a === "all") {
+      this.epsvAll = true;
+      return s.reply(200, "EPSV ALL ok");
+    }
+    const family = addressFamily(s.local);
+    if (a === "family" || (typeof a === "number" && a !== family)) {
+      return s.reply(522, `Network protocol not supported, use (${family})`);
+    }
+    const port = await this.#openPassive(false);
+    if (port === null) return;
+    await s.reply(229, epsvReplyText(port));
+  }
+
+  /**
+   * PORT or EPRT: only the port is taken from the command; the address is
+   * the control connection's peer (see `activeTarget`).
+   */
+  async port(verb: "PORT" | "EPRT", arg: string): Promise<void> {
+    const { s } = this;
+    if (this.epsvAll) return s.reply(503, EPSV_ALL_REFUSAL);
+    const family = addressFamily(s.local);
+    let written: { host: string; port: number };
+    if (verb === "PORT") {
+      if (family === 2) return s.reply(522, "Network protocol not supported, use (2)");
+      const hp = parsePort(arg);
+      if (!hp) return s.reply(501, "Illegal PORT command");
+      written = hp;
+    } else {
+      const e = parseEprt(arg);
+      if (e === null) return s.reply(501, "Illegal EPRT command");
+      if (e === "family" || e.family !== family) {
+        return s.reply(522, `Network protocol not supported, use (${family})`);
+      }
+      written = e;
+    }
+    // SECURITY: never connect to a privileged port (bounce attacks on services).
+    if (written.port < 1024) {
+      return s.reply(504, "Refusing data connection to a privileged port");
+    }
+    const target = activeTarget({ peer: s.peer, written: written.host }, {
+      allowFxp: s.deps.config.allow_fxp,
+    });
+    this.closePassive();
+    this.#plan = { kind: "active", host: target.address, port: written.port };
+    s.deps.log.debug("session {session}: {verb} -> {address}:{port} ({reason})", {
+      ...s.ctx,
+      verb,
+      address: target.address,
+      port: written.port,
+      reason: target.reason,
+    });
+    await s.reply(200, `${verb} command successful; consider using PASV or EPSV`);
+  }
+
+  /**
+   * What PASV tells this session's client. The peer and local addresses are
+   * fixed for a session, so the decision is made again only when the public
+   * address (or, after a reload, the LAN networks) changes.
+   */
+  announcement(): Announcement {
+    const { deps, peer, local } = this.s;
+    const publicAddress = deps.publicAddress?.current() ?? null;
+    const cached = this.#announced;
+    if (cached && cached.publicAddress === publicAddress && cached.lan === deps.lan) {
+      return cached.decision;
+    }
+    const decision = announceAddress(
+      announceInputs({ client: peer, local }, {
+        publicAddress,
+        configured: deps.config.public_address,
+      }),
+      deps.lan,
+    );
+    this.#announced = { publicAddress, lan: deps.lan, decision };
+    return decision;
+  }
+
+  /** Takes the plan for the transfer starting now; null when none was set up. */
+  take(): DataPlan | null {
+    const plan = this.#plan;
+    this.#plan = null;
+    return plan;
+  }
+
+  /**
+   * Makes the data connection `plan` describes: the peer's connection on
+   * the passive listener (which is then kept for the next PASV/EPSV), or
+   * the connect-back. Throws a {@linkcode DataError} (425) when it fails.
+   */
+  async open(plan: DataPlan | null): Promise<Connection> {
+    if (!plan) throw new DataError(425, NO_DATA_PLAN);
+    if (plan.kind === "active") {
+      const timeoutMs = this.s.deps.config.limits.data_timeout_seconds * 1000;
+      return new TcpConnection(await connectActive(plan, { timeoutMs }));
+    }
+    const conn = await plan.accepted;
+    if (!conn) {
+      this.s.deps.publicAddress?.hint(
+        `session ${this.s.id}: passive port ${plan.port} was never connected`,
+      );
+      throw new DataError(425, "Can't open data connection: the client did not connect");
+    }
+    this.#keepSpare(plan.listener, plan.port);
+    return new TcpConnection(conn);
+  }
+
+  /** Lets go of a plan no transfer will use. */
+  discard(plan: DataPlan | null): void {
+    if (plan?.kind !== "passive") return;
+    closeQuietly(plan.listener);
+    plan.accepted.then((conn) => {
+      if (conn) closeQuietly(conn); // connected, but no transfer came
+      else if (plan.viaPublic) {
+        // Announced with the public address and never connected: the
+        // client could not reach it, so the address may be stale.
+        this.s.deps.publicAddress?.hint(`passive port ${plan.port} was never connected`);
+      }
+    });
+  }
+
+  /** Closes the passive listener, if one waits (ABOR, PORT, a new PASV). */
+  closePassive(): void {
+    if (this.#plan?.kind === "passive") this.discard(this.take());
+  }
+
+  /** REIN: forgets the plan and EPSV ALL. */
+  reset(): void {
+    this.discard(this.take());
+    this.epsvAll = false;
+  }
+
+  /** Session end: closes every listener. */
+  close(): void {
+    this.reset();
+    this.dropSpare();
+  }
+
+  /** Closes the kept passive listener, if any. */
+  dropSpare(): void {
+    const spare = this.#takeSpare();
+    if (spare) closeQuietly(spare.listener);
+  }
+
+  async #openPassive(viaPublic: boolean): Promise<number | null> {
+    const { s } = this;
+    this.discard(this.take());
+    const listener = await this.#passiveListener();
+    if (!listener) {
+      const { min_port: min, max_port: max } = s.deps.config.passive;
+      s.deps.log.warn("session {session}: every passive port {min}-{max} is busy", {
+        ...s.ctx,
+        min,
+        max,
+      });
+      await s.reply(425, "No passive port available; try again later");
+      return null;
+    }
+    const port = (listener.addr as Deno.NetAddr).port;
+    // Accept at once, not when the transfer command comes: clients connect
+    // right after the 227/229, so the connection is ready when RETR arrives.
+    const accepted = acceptFromPeer(listener, {
+      peer: s.peer,
+      timeoutMs: s.deps.config.limits.data_timeout_seconds * 1000,
+      keepOpen: true,
+      onStranger: (from) =>
+        s.deps.log.warn(
+          "session {session}: refused data connection from {from} on passive port {port}",
+          { ...s.ctx, from, port },
+        ),
+    });
+    this.#plan = { kind: "passive", listener, port, accepted, viaPublic };
+    return port;
+  }
+
+  /** The kept listener when it is still in the range, else a new one. */
+  async #passiveListener(): Promise<Deno.TcpListener | null> {
+    const { min_port: min, max_port: max } = this.s.deps.config.passive;
+    const spare = this.#takeSpare();
+    if (spare && spare.port >= min && spare.port <= max) return spare.listener;
+    closeQuietly(spare?.listener);
+    const bind = () => listenInRange({ hostname: this.s.local, min, max });
+    let listener = await bind();
+    // A full range may be held by other sessions' kept listeners: take those
+    // back, oldest first (at most one per kept listener).
+    while (!listener && reclaimSpareListener()) listener = await bind();
+    return listener;
+  }
+
+  /**
+   * Keeps a passive listener whose data connection was accepted, for the
+   * next PASV/EPSV of this session: back-to-back transfers (a mirror of many
+   * small files) then skip a bind and a close each. It is closed after
+   * {@linkcode SPARE_LISTENER_MS} unused, so idle sessions hold no port.
+   * Connections that arrive meanwhile wait in the backlog and go through the
+   * same peer check as on a new listener.
+   */
+  #keepSpare(listener: Deno.TcpListener, port: number): void {
+    this.dropSpare();
+    if (this.s.closed) return closeQuietly(listener);
+    const timer = setTimeout(() => this.dropSpare(), SPARE_LISTENER_MS);
+    this.#spare = { listener, port, timer };
+    withSpare.add(this);
+  }
+
+  #takeSpare(): { listener: Deno.TcpListener; port: number } | null {
+    const spare = this.#spare;
+    if (!spare) return null;
+    this.#spare = null;
+    withSpare.delete(this);
+    clearTimeout(spare.timer);
+    return spare;
+  }
+}
+
+/**
+ * Accepts the data connection on a passive listener, but only from the
+ * control connection's peer address; a connection from anywhere else is
+ * closed and reported through `onStranger`, and the wait goes on, so a
+ * stranger cannot take or abort a user's transfer. Closes the listener when
+ * done, unless `keepOpen` and the peer connected (the caller then owns it).
+ * Returns null on timeout or when the listener is closed meanwhile.
+ */
+export async function acceptFromPeer(
+  listener: Deno.TcpListener,
+  options: {
+    peer: string;
+    timeoutMs: number;
+    onStranger?: (addr: string) => void;
+    keepOpen?: boolean;
+  },
+): Promise<Deno.TcpConn | null> {
+  const deadline = Date.now() + options.timeoutMs;
+  let keep = false;
+  try {
+    while (true) {
+      let result: Deno.TcpConn | typeof TIMED_OUT;
+      try {
+        result = await withTimeout(listener.accept(), deadline - Date.now());
+      } catch {
+        return null; // listener closed (PASV replaced, ABOR, session end)
+      }
+      if (result === TIMED_OUT) return null;
+      const host = result.remoteAddr.hostname;
+      // SECURITY: the data connection must come from the control connection's
+      // peer. The listener reports the address in the form the control
+      // connection did, so the exact text usually matches without parsing.
+      if (host === options.peer || normalizeAddress(host) === normalizeAddress(options.peer)) {
+        keep = options.keepOpen === true;
+        return result;
+      }
+      options.onStranger?.(`${host}:${result.remoteAddr.port}`);
+      closeQuietly(result);
+    }
+  } finally {
+    if (!keep) closeQuietly(listener);
+  }
+}
+
+/** Connects back to a client for active mode, within a timeout. */
+export async function connectActive(
+  target: { host: string; port: number },
+  options: { timeoutMs: number },
+): Promise<Deno.TcpConn> {
+  const attempt = Deno.connect({ hostname: target.host, port: target.port });
+  let result: Deno.TcpConn | typeof TIMED_OUT;
+  try {
+    result = await withTimeout(attempt, options.timeoutMs);
+  } catch (e) {
+    throw new DataError(425, `Can't open data connection: ${(e as Error).message}`);
+  }
+  if (result === TIMED_OUT) {
+    attempt.then(closeQuietly, () => {});
+    throw new DataError(425, "Can't open data connection: timed out");
+  }
+  return result;
+}

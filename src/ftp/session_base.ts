@@ -1,0 +1,271 @@
+/**
+ * The session lifecycle serve and proxy share: the command loop over the
+ * control connection, the login deadline (counted from connect) and the
+ * idle timeout, failed-login accounting and bans, transfer records and
+ * statistics, the transfer buffer, and closing. Each product extends
+ * {@linkcode SessionBase} with what it does with a command.
+ * @module
+ */
+import type { Logger } from "@logtape/logtape";
+import type { LoginThrottle } from "../auth/throttle.ts";
+import type { Config } from "../config/schema.ts";
+import type { LanNetworks } from "../nat/announce.ts";
+import type { PublicAddress } from "../nat/public_address.ts";
+import { closeQuietly, type Connection, hostPort } from "./connection.ts";
+import type { ControlSession, ServerStats } from "./control_server.ts";
+import { type DataContext, DataSetup } from "./data_setup.ts";
+import { type CommandLine, readCommands } from "./line_reader.ts";
+import { OrderedWriter } from "./reply_writer.ts";
+import { giveBuffer, takeBuffer } from "./transfer_io.ts";
+
+/** What every session, of either product, shares with its server. */
+export interface KitDeps {
+  config: Config;
+  /** Null when no public address is configured. */
+  publicAddress: PublicAddress | null;
+  lan: LanNetworks;
+  log: Logger;
+  /** Counters the status and metrics endpoints read. */
+  stats: ServerStats;
+  /** Failed logins per client address. */
+  throttle: LoginThrottle;
+}
+
+/** One finished (or failed) data transfer, for the log and the counters. */
+export interface TransferRecord {
+  direction: "in" | "out";
+  /** The path (serve) or the command's argument (proxy). */
+  what: string;
+  bytes: number;
+  /** `performance.now()` when the transfer began. */
+  started: number;
+  result: string;
+  /** The command, where the log should name it (proxy). */
+  verb?: string;
+  /** The upstream's final reply code (proxy). */
+  upstreamCode?: number;
+}
+
+let nextId = 1;
+
+/** A control connection's session: the lifecycle both products share. */
+export abstract class SessionBase<D extends KitDeps = KitDeps>
+  implements ControlSession, DataContext {
+  readonly id: string;
+  readonly peer: string;
+  readonly peerPort: number;
+  readonly local: string;
+  readonly openedAt = Date.now();
+  /** PASV/EPSV/PORT/EPRT and the data connections they describe. */
+  readonly data: DataSetup;
+  closed = false;
+  /** Failed logins in this session. */
+  loginFailures = 0;
+  /** The running transfer, if any; the idle timer waits while one runs. */
+  abstract readonly transfer: { readonly ended: Promise<void>; describe(): string } | null;
+  protected readonly out: OrderedWriter;
+  #buf: Uint8Array | null = null;
+  #idle: ReturnType<typeof setTimeout> | undefined;
+  #deadline = 0;
+  #timerAt = 0;
+  /** When the login deadline started counting: the connect, then each REIN. */
+  #loginClock: number | null = this.openedAt;
+  readonly #finished = Promise.withResolvers<void>();
+  #finishing = false;
+
+  constructor(readonly conn: Connection, readonly deps: D, idPrefix: string) {
+    this.id = `${idPrefix}${nextId++}`;
+    this.peer = conn.peer.host;
+    this.peerPort = conn.peer.port;
+    this.local = conn.local.host;
+    this.out = new OrderedWriter(conn, () => this.closed, () => this.close());
+    this.data = new DataSetup(this);
+  }
+
+  /** The user name to show in the log and status, once known. */
+  abstract get userName(): string | null;
+
+  /** Whether a login succeeded: picks the idle timeout over the login deadline. */
+  protected abstract get loggedIn(): boolean;
+
+  /** Greets the client; false ends the session at once. */
+  protected abstract open(): Promise<boolean>;
+
+  /** Handles one item read from the control connection. */
+  protected abstract handle(item: CommandLine): Promise<void>;
+
+  /** Stops what the product runs besides the control connection (transfers, upstream). */
+  protected abstract onClose(): void;
+
+  /** The session's logger context, for every line it logs. */
+  get ctx(): Record<string, unknown> {
+    return {
+      session: this.id,
+      peer: hostPort(this.peer, this.peerPort),
+      user: this.userName ?? "-",
+    };
+  }
+
+  /** Sends a reply; replies are written in order, errors end the session. */
+  reply(code: number, text: string | readonly string[]): Promise<void> {
+    return this.out.reply(code, text);
+  }
+
+  /** Serves the connection until QUIT, timeout or disconnect. */
+  async run(): Promise<void> {
+    const { config, log } = this.deps;
+    log.info("session {session} opened from {peer}", this.ctx);
+    try {
+      if (!await this.open()) return;
+      this.touch();
+      const maxLength = config.limits.max_line_length;
+      for await (const item of readCommands(this.conn, { maxLength })) {
+        if (this.closed) break;
+        this.touch();
+        await this.handle(item);
+        if (this.closed) break;
+        this.touch(); // again: logging in switches to the longer timeout
+      }
+    } catch (e) {
+      if (!this.closed) {
+        log.debug("session {session} read error: {error}", { ...this.ctx, error: e });
+      }
+    } finally {
+      await this.finish();
+    }
+  }
+
+  /** Resolves when the session has finished cleaning up. */
+  get finished(): Promise<void> {
+    return this.#finished.promise;
+  }
+
+  /** Tells the client 421 and ends the session; resolves once it has ended. */
+  async shutdown(text: string): Promise<void> {
+    await this.reply(421, text);
+    this.close();
+    await this.finished;
+  }
+
+  /**
+   * Moves the timeout after a command. Before login the clock runs from the
+   * connect (or REIN), not from the last command: NOOPs must not hold an
+   * unauthenticated session open. One timer serves many commands: it fires
+   * at the old deadline, sees the new one, and sleeps again, so a busy
+   * session does not create and cancel a timer per command.
+   */
+  protected touch(): void {
+    const limits = this.deps.config.limits;
+    const loggedIn = this.loggedIn;
+    const seconds = loggedIn ? limits.idle_timeout_seconds : limits.login_timeout_seconds;
+    if (loggedIn) this.#loginClock = null;
+    else this.#loginClock ??= Date.now();
+    this.#deadline = (this.#loginClock ?? Date.now()) + seconds * 1000;
+    if (this.#idle === undefined || this.#deadline < this.#timerAt) this.#startIdleTimer();
+  }
+
+  #startIdleTimer(): void {
+    clearTimeout(this.#idle);
+    this.#timerAt = this.#deadline;
+    this.#idle = setTimeout(() => {
+      this.#idle = undefined;
+      if (this.closed) return;
+      if (this.transfer) return this.touch();
+      if (Date.now() < this.#deadline) return this.#startIdleTimer();
+      const state = this.loggedIn ? "idle" : "not logged in";
+      this.deps.log.info(`session {session} ${state} too long: closing`, this.ctx);
+      this.reply(421, "Idle timeout; closing control connection").finally(() => this.close());
+    }, Math.max(0, this.#deadline - Date.now()));
+  }
+
+  /** Counts a successful login and forgets the address's failures. */
+  loginSucceeded(): void {
+    const { stats, throttle, log } = this.deps;
+    stats.loginsOk++;
+    throttle.succeed(this.peer);
+    log.info("session {session} logged in as {user}", this.ctx);
+  }
+
+  /**
+   * Counts a failed login for the session and the address (which may start
+   * a ban). True when the session must end: too many failures in it, or
+   * its address is banned now.
+   */
+  loginFailed(name: string): boolean {
+    const { stats, throttle, log, config } = this.deps;
+    stats.loginsFailed++;
+    this.loginFailures++;
+    if (throttle.fail(this.peer)) {
+      log.warn("address {addr} banned for {seconds} s after repeated failed logins", {
+        addr: this.peer,
+        seconds: config.limits.ban_seconds,
+      });
+    }
+    log.warn("session {session}: login failed for {name}", {
+      ...this.ctx,
+      name: name.replace(/\p{Cc}/gu, "?").slice(0, 64),
+    });
+    return this.loginFailures >= config.limits.max_login_failures ||
+      throttle.bannedFor(this.peer) > 0;
+  }
+
+  /** Logs a transfer's one line and adds it to the counters. */
+  recordTransfer(r: TransferRecord): void {
+    const { stats, log } = this.deps;
+    const seconds = (performance.now() - r.started) / 1000;
+    if (r.direction === "in") stats.bytesIn += r.bytes;
+    else stats.bytesOut += r.bytes;
+    stats.transfers++;
+    log.info(
+      "transfer user={user} dir={direction}" + (r.verb ? " cmd={verb}" : "") +
+        " path={what} bytes={bytes} seconds={seconds} rate={rate} result={result}" +
+        (r.upstreamCode ? " upstream={code}" : ""),
+      {
+        ...this.ctx,
+        direction: r.direction,
+        verb: r.verb,
+        what: r.what,
+        bytes: r.bytes,
+        seconds: seconds.toFixed(3),
+        rate: `${(r.bytes / 1e6 / Math.max(seconds, 1e-6)).toFixed(1)}MB/s`,
+        result: r.result,
+        code: r.upstreamCode,
+      },
+    );
+  }
+
+  /** The transfer buffer, taken from the pool while a transfer runs. */
+  get buffer(): Uint8Array {
+    return this.#buf ??= takeBuffer();
+  }
+
+  /** Gives the transfer buffer back to the pool once the transfer is over. */
+  releaseBuffer(): void {
+    if (this.#buf) giveBuffer(this.#buf);
+    this.#buf = null;
+  }
+
+  /** Ends the session at once: transfers, listeners, the control connection. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.#idle);
+    this.onClose();
+    this.data.close();
+    closeQuietly(this.conn);
+  }
+
+  /** The end of {@linkcode run}: flushes the replies, closes, logs. */
+  protected async finish(): Promise<void> {
+    if (this.#finishing) return;
+    this.#finishing = true;
+    clearTimeout(this.#idle);
+    await this.out.flushed();
+    this.close();
+    this.deps.log.info("session {session} closed {peer} user={user} after {seconds} s", {
+      ...this.ctx,
+      seconds: Math.round((Date.now() - this.openedAt) / 1000),
+    });
+    this.#finished.resolve();
+  }
+}
