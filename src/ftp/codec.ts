@@ -3,6 +3,7 @@
  * data-connection addresses (PORT, EPRT, PASV, EPSV). Pure functions only.
  * @module
  */
+import { addressFamily } from "./connection.ts";
 
 /** A parsed command line: upper-cased verb and the raw argument. */
 export interface Command {
@@ -126,7 +127,7 @@ export function parseEprt(arg: string): EprtArg | "family" | null {
 
 /** Encodes an EPRT argument for a host and port. */
 export function encodeEprt(hp: HostPort): string {
-  return `|${hp.host.includes(":") ? 2 : 1}|${hp.host}|${hp.port}|`;
+  return `|${addressFamily(hp.host)}|${hp.host}|${hp.port}|`;
 }
 
 /** Parses the argument of EPSV: empty, `ALL`, or a family number. */

@@ -9,6 +9,7 @@
  * @module
  */
 import { configure, getTextFormatter, type LogRecord, reset, type Sink } from "@logtape/logtape";
+import { closeQuietly } from "../ftp/connection.ts";
 
 /** Log levels accepted in the config. */
 export type Level = "debug" | "info" | "warning" | "error";
@@ -92,11 +93,7 @@ export function rotatingFileSink(path: string, options: RotationOptions): Sink &
   let file: Deno.FsFile | null = null;
   let size = 0;
   const close = () => {
-    try {
-      file?.close();
-    } catch {
-      // Already closed: nothing to release.
-    }
+    closeQuietly(file);
     file = null;
   };
   const open = () => {

@@ -77,7 +77,8 @@ export function metricsText(snap: StatusSnapshot): string {
     "# TYPE pitifulnat_bytes_total counter",
     `pitifulnat_bytes_total{direction="in"} ${snap.stats.bytesIn}`,
     `pitifulnat_bytes_total{direction="out"} ${snap.stats.bytesOut}`,
-    "# HELP pitifulnat_transfers_total File transfers finished or failed.",
+    "# HELP pitifulnat_transfers_total Data-connection transfers finished or failed: " +
+    "downloads, uploads and directory listings (LIST, NLST, MLSD), in serve and proxy alike.",
     "# TYPE pitifulnat_transfers_total counter",
     `pitifulnat_transfers_total ${snap.stats.transfers}`,
     "# HELP pitifulnat_resolutions_total Public-address resolutions by result.",

@@ -147,6 +147,12 @@ function transferCommands(add: Add): void {
     feat: "EPRT",
     handler: (s, a) => s.data.port("EPRT", a),
   });
+  listingCommands(add);
+}
+
+/** Listing commands (kept in the table's order, between the data and transfer commands). */
+function listingCommands(add: Add): void {
+  const auth_ = { login: true };
   add("LIST", { ...auth_, arg: "optional", perm: "read", help: "LIST [path]", handler: list });
   add("NLST", { ...auth_, arg: "optional", perm: "read", help: "NLST [path]", handler: nlst });
   add("MLSD", {
@@ -158,6 +164,11 @@ function transferCommands(add: Add): void {
     handler: mlsd,
   });
   add("MLST", { ...auth_, arg: "optional", perm: "read", help: "MLST [path]", handler: mlst });
+}
+
+/** File transfer commands and ABOR. */
+function fileTransferCommands(add: Add): void {
+  const auth_ = { login: true };
   add("RETR", { ...auth_, arg: "required", perm: "read", help: "RETR file", handler: retr });
   add("STOR", {
     ...auth_,
@@ -198,5 +209,6 @@ export function buildCommandTable(): ReadonlyMap<string, CommandSpec> {
   sessionCommands(add);
   fileCommands(add);
   transferCommands(add);
+  fileTransferCommands(add);
   return new Map(specs.map((s) => [s.name, s]));
 }

@@ -241,45 +241,51 @@ export async function storeAtomic(s: Session, vpath: string) {
   });
 }
 
+/** STOU: a new file named `vpath`, else `vpath.1`, `vpath.2` ... (at most 1,000 tries). */
+async function openUnique(
+  s: Session,
+  base: string,
+): Promise<{ file: Deno.FsFile; vpath: string; created: boolean }> {
+  for (let i = 0;; i++) {
+    const vpath = i === 0 ? base : `${base}.${i}`;
+    try {
+      const real = await s.home.resolve(vpath, { forCreate: true });
+      const file = await Deno.open(real, { write: true, createNew: true });
+      return { file, vpath, created: true };
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists) || i >= 999) throw e;
+    }
+  }
+}
+
+/** STOR/APPE in place: creates the file, or opens the plain file that is there. */
+async function openForWrite(
+  s: Session,
+  vpath: string,
+): Promise<{ file: Deno.FsFile; vpath: string; created: boolean }> {
+  const real = await s.home.resolve(vpath, { forCreate: true });
+  try {
+    return { file: await Deno.open(real, { write: true, createNew: true }), vpath, created: true };
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    const info = Deno.statSync(real);
+    if (!info.isFile) throw new PathError(553, "Not a plain file");
+    return { file: await Deno.open(real, { write: true }), vpath, created: false };
+  }
+}
+
 export async function store(s: Session, arg: string, how: "stor" | "appe" | "stou") {
-  const j = s.home;
   let vpath = s.path(arg || "upload");
   if (how === "stor" && s.restOffset === 0 && s.deps.config.atomic_uploads) {
     return storeAtomic(s, vpath);
   }
-  let file: Deno.FsFile;
-  let created = false;
-  if (how === "stou") {
-    const base = vpath;
-    for (let i = 0;; i++) {
-      vpath = i === 0 ? base : `${base}.${i}`;
-      try {
-        file = await Deno.open(await j.resolve(vpath, { forCreate: true }), {
-          write: true,
-          createNew: true,
-        });
-        created = true;
-        break;
-      } catch (e) {
-        if (!(e instanceof Deno.errors.AlreadyExists) || i >= 999) throw e;
-      }
-    }
-  } else {
-    const real = await j.resolve(vpath, { forCreate: true });
-    try {
-      file = await Deno.open(real, { write: true, createNew: true });
-      created = true;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
-      const info = Deno.statSync(real);
-      if (!info.isFile) throw new PathError(553, "Not a plain file");
-      file = await Deno.open(real, { write: true });
-    }
-  }
+  const opened = how === "stou" ? await openUnique(s, vpath) : await openForWrite(s, vpath);
+  const { file, created } = opened;
+  vpath = opened.vpath;
   const offset = how === "stor" ? s.restOffset : 0;
   s.restOffset = 0;
-  const realPath = await j.resolve(vpath, { mustExist: true });
-  const out = new SyncingFile(file!);
+  const realPath = await s.home.resolve(vpath, { mustExist: true });
+  const out = new SyncingFile(file);
   await startTransfer(s, {
     what: vpath,
     direction: "in",

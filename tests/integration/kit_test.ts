@@ -283,3 +283,35 @@ Deno.test("login deadline counts from connect in serve and proxy: NOOPs do not e
     up.close();
   }
 });
+
+Deno.test("serve counts a directory listing as a transfer, as the proxy does", async () => {
+  const srv = await startServer();
+  try {
+    await Deno.writeTextFile(`${srv.root}/a.txt`, "A\n");
+    const [c] = await RawClient.connect("127.0.0.1", srv.port);
+    try {
+      await c.login(USER, PASSWORD);
+      const pasv = await c.cmd("EPSV");
+      const port = Number(/\(\|\|\|(\d+)\|\)/.exec(pasv.text)![1]);
+      const data = await Deno.connect({ hostname: "127.0.0.1", port });
+      const list = c.cmd("LIST");
+      let text = "";
+      const buf = new Uint8Array(4096);
+      for (let i = 0; i < 100; i++) {
+        const n = await data.read(buf);
+        if (n === null) break;
+        text += new TextDecoder().decode(buf.subarray(0, n));
+      }
+      data.close();
+      assert.equal((await list).code, 150);
+      assert.equal((await c.read()).code, 226);
+      assert.match(text, /a\.txt/);
+    } finally {
+      c.close();
+    }
+    assert.equal(srv.server.stats.transfers, 1);
+    assert.ok(srv.server.stats.bytesOut > 0, "the listing's bytes are counted out");
+  } finally {
+    await srv.close();
+  }
+});
