@@ -21,7 +21,7 @@ export interface RunnableServer {
   readonly config: Config;
   readonly sessions: ReadonlySet<ControlSession>;
   readonly stats: ServerStats;
-  listen(): Deno.NetAddr;
+  start(): Promise<Deno.NetAddr>;
   reload(config: Config, options: { publicAddress: PublicAddress | null }): void;
   close(options: { graceMs?: number }): Promise<void>;
 }
@@ -53,7 +53,7 @@ export async function runServer(
   const unguard = guardUnhandledRejections(log);
   const current: Current = { publicAddress: publicAddressFrom(config) };
   const server = make(config, current.publicAddress);
-  if (!startListening(server, { ...options, log })) return 1;
+  if (!await startListening(server, { ...options, log })) return 1;
   const startedAt = new Date();
   await current.publicAddress?.start();
   const status = startStatus(server, { config, current, startedAt });
@@ -86,7 +86,7 @@ function guardUnhandledRejections(log: Logger): () => void {
  * Binds the control port and announces the URL (banner and log); false,
  * after printing why, when the port cannot be bound.
  */
-function startListening(
+async function startListening(
   server: RunnableServer,
   options: {
     config: Config;
@@ -95,11 +95,11 @@ function startListening(
     banner?: (url: string) => string;
     log: Logger;
   },
-): boolean {
+): Promise<boolean> {
   const { config, file } = options;
   let addr: Deno.NetAddr;
   try {
-    addr = server.listen();
+    addr = await server.start();
   } catch (e) {
     console.error(
       `pitifulnat: cannot listen on ${hostPort(config.listen.address, config.listen.port)}: ` +

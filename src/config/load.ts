@@ -10,6 +10,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import * as z from "zod/mini";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import type { Document, Node as YamlNode, ParsedNode } from "yaml";
+import { loadTlsIdentity, TlsFileError } from "../ftp/tls.ts";
 import { type Config, configSchema } from "./schema.ts";
 
 export type { Config } from "./schema.ts";
@@ -104,7 +105,29 @@ export async function loadConfig(file: string): Promise<Config> {
   } catch (error) {
     throw new ConfigError([`${file}: cannot read config file: ${describeReadError(error)}`]);
   }
-  return parseConfig(text, { file, baseDir: resolve(dirname(file)) });
+  const config = parseConfig(text, { file, baseDir: resolve(dirname(file)) });
+  if (config.tls) checkTlsFiles(config.tls, { file, text });
+  return config;
+}
+
+/**
+ * Reads the certificate and key once, so a missing, unreadable or
+ * mismatched pair is a config error at load (and at SIGHUP), naming the
+ * config line and the file.
+ */
+function checkTlsFiles(
+  tls: NonNullable<Config["tls"]>,
+  source: { file: string; text: string },
+): void {
+  try {
+    loadTlsIdentity(tls);
+  } catch (e) {
+    if (!(e instanceof TlsFileError)) throw e;
+    const lineCounter = new LineCounter();
+    const doc = parseDocument(source.text, { lineCounter });
+    const { line, col } = lineCounter.linePos(locate(doc, ["tls", e.key]));
+    throw new ConfigError([`${source.file}:${line}:${col}: tls.${e.key}: ${e.message}`]);
+  }
 }
 
 function describeReadError(error: unknown): string {
@@ -384,5 +407,7 @@ function resolvePaths(config: Config, baseDir: string): Config {
       ? config.anonymous
       : { ...config.anonymous, home: at(config.anonymous.home) },
     log: config.log.file === undefined ? config.log : { ...config.log, file: at(config.log.file) },
+    ...(config.tls &&
+      { tls: { ...config.tls, certificate: at(config.tls.certificate), key: at(config.tls.key) } }),
   };
 }

@@ -262,6 +262,20 @@ const statusSchema = z.strictObject({
 });
 
 /**
+ * FTPS (explicit AUTH TLS, and implicit on its own port). The files are
+ * read and checked when the config is loaded (loadConfig), not here.
+ */
+const tlsSchema = z.strictObject({
+  certificate: z.string({ error: "expected the path of a PEM certificate (a chain is allowed)" }),
+  key: z.string({ error: "expected the path of a PEM private key" }),
+  required: z._default(
+    z.enum(["always", "remote", "never"], { error: "expected always, remote or never" }),
+    "remote",
+  ),
+  implicit_port: z.optional(intIn(1, 65535)),
+});
+
+/**
  * `pitifulnat proxy`: the existing FTP server to stand in front of. Absent
  * unless the proxy is used; `serve` ignores it.
  */
@@ -302,6 +316,7 @@ export const configSchema = z.strictObject({
   limits: z.prefault(limitsSchema, {}),
   log: z.prefault(logSchema, {}),
   status: z.prefault(statusSchema, {}),
+  tls: z.optional(tlsSchema),
   proxy: z.optional(proxySchema),
 });
 

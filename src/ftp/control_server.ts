@@ -6,6 +6,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import * as net from "node:net";
 import { type LoginThrottle, throttleFromLimits } from "../auth/throttle.ts";
 import type { Config } from "../config/schema.ts";
 import { normalizeAddress } from "../nat/announce.ts";
@@ -17,6 +18,7 @@ import {
   withTimeout,
   writeAll,
 } from "./connection.ts";
+import { NodeConnection, tlsHandshake, type TlsIdentity } from "./tls.ts";
 
 /** What the accept loop and the status snapshot need of a session. */
 export interface ControlSession {
@@ -61,6 +63,7 @@ export abstract class ControlServer<S extends ControlSession> {
   /** Failed logins per client address; kept across reloads, so a reload lifts no ban. */
   readonly throttle: LoginThrottle;
   #listener: Deno.TcpListener | null = null;
+  readonly #nodeServers: net.Server[] = [];
   #loop: Promise<void> = Promise.resolve();
   readonly #perAddress = new Map<string, number>();
   readonly #running = new Set<Promise<void>>();
@@ -75,13 +78,76 @@ export abstract class ControlServer<S extends ControlSession> {
   /** Makes the session for an admitted connection. */
   protected abstract createSession(conn: Connection): S;
 
-  /** Binds the control port from the live config and starts accepting. */
+  /**
+   * Binds the control port from the live config and starts accepting, on
+   * Deno's native sockets. A server with `tls` must use {@linkcode start}.
+   */
   listen(): Deno.NetAddr {
+    if (this.config.tls) throw new TypeError("a server with tls starts with start()");
     const { address, port } = this.config.listen;
     this.#listener = Deno.listen({ hostname: address, port, transport: "tcp" });
     this.#loop = this.#acceptLoop(this.#listener);
     return this.#listener.addr as Deno.NetAddr;
   }
+
+  /**
+   * Binds and starts accepting. With `tls`, control connections are
+   * `node:net` sockets (only those can turn TLS after AUTH), and
+   * `tls.implicit_port` gets a listener of its own that handshakes first.
+   */
+  async start(): Promise<Deno.NetAddr> {
+    const tls = this.config.tls;
+    if (!tls) return this.listen();
+    const { address, port } = this.config.listen;
+    const addr = await this.#listenNode(
+      address,
+      port,
+      (socket) => this.#admit(new NodeConnection(socket)),
+    );
+    if (tls.implicit_port !== undefined) {
+      await this.#listenNode(address, tls.implicit_port, (socket) => this.#admitImplicit(socket));
+    }
+    return addr;
+  }
+
+  /** The implicit-FTPS listener's port, once started (0 when there is none). */
+  get implicitPort(): number {
+    const server = this.#nodeServers[1];
+    return server ? (server.address() as net.AddressInfo).port : 0;
+  }
+
+  async #listenNode(
+    hostname: string,
+    port: number,
+    onConnection: (socket: net.Socket) => void,
+  ): Promise<Deno.NetAddr> {
+    const server = net.createServer((socket) => {
+      socket.setNoDelay(true);
+      onConnection(socket);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: hostname, port }, () => resolve());
+    });
+    this.#nodeServers.push(server);
+    const info = server.address() as net.AddressInfo;
+    return { transport: "tcp", hostname: info.address, port: info.port };
+  }
+
+  /** Implicit FTPS: TLS from the first byte, within the login deadline. */
+  #admitImplicit(socket: net.Socket): void {
+    const identity = this.tlsIdentity;
+    if (!identity) return void socket.destroy();
+    tlsHandshake(socket, {
+      context: identity.context,
+      timeoutMs: this.config.limits.login_timeout_seconds * 1000,
+    }).then((conn) => this.#admit(conn), (e) => {
+      this.log.debug("implicit TLS handshake failed: {error}", { error: (e as Error).message });
+    });
+  }
+
+  /** The certificate sessions use; null without `tls`. */
+  protected abstract get tlsIdentity(): TlsIdentity | null;
 
   async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
     while (true) {
@@ -94,7 +160,10 @@ export abstract class ControlServer<S extends ControlSession> {
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }
-      this.#admit(conn);
+      try {
+        conn.setNoDelay(true);
+      } catch { /* not fatal */ }
+      this.#admit(new TcpConnection(conn));
     }
   }
 
@@ -110,9 +179,9 @@ export abstract class ControlServer<S extends ControlSession> {
     return null;
   }
 
-  #admit(conn: Deno.TcpConn): void {
+  #admit(conn: Connection): void {
     const log = this.log;
-    const addr = conn.remoteAddr.hostname;
+    const addr = conn.peer.host;
     const refusal = this.#refusal(addr);
     if (refusal) {
       // Logged at debug: a flood must not become a flood of log lines.
@@ -122,10 +191,7 @@ export abstract class ControlServer<S extends ControlSession> {
         .finally(() => closeQuietly(conn));
       return;
     }
-    try {
-      conn.setNoDelay(true);
-    } catch { /* not fatal */ }
-    const session = this.createSession(new TcpConnection(conn));
+    const session = this.createSession(conn);
     this.sessions.add(session);
     this.#perAddress.set(addr, (this.#perAddress.get(addr) ?? 0) + 1);
     const running = session.run().catch((e) => {
@@ -146,6 +212,7 @@ export abstract class ControlServer<S extends ControlSession> {
    */
   async close(options: { graceMs?: number; text?: string } = {}): Promise<void> {
     closeQuietly(this.#listener);
+    for (const server of this.#nodeServers.splice(0)) server.close();
     await this.#loop;
     const running = [...this.sessions].flatMap((s) => s.transfer ? [s.transfer.ended] : []);
     if (running.length && options.graceMs) {

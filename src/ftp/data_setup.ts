@@ -8,6 +8,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
+import * as net from "node:net";
 import type { Config } from "../config/schema.ts";
 import {
   activeTarget,
@@ -28,6 +29,13 @@ import {
   TIMED_OUT,
   withTimeout,
 } from "./connection.ts";
+import {
+  listenNodeInRange,
+  NodeConnection,
+  NodeListener,
+  tlsHandshake,
+  type TlsIdentity,
+} from "./tls.ts";
 import { DataError } from "./transfer_io.ts";
 
 /** What data-connection setup reads of the server: the live settings. */
@@ -37,6 +45,8 @@ export interface DataDeps {
   publicAddress: PublicAddress | null;
   lan: LanNetworks;
   log: Logger;
+  /** The certificate for PROT P data connections; null without `tls`. */
+  tls: TlsIdentity | null;
 }
 
 /** What data-connection setup needs of a session. */
@@ -50,6 +60,12 @@ export interface DataContext {
   readonly ctx: Record<string, unknown>;
   readonly closed: boolean;
   readonly deps: DataDeps;
+  /** The control connection is TLS: data connections go through `node:net`. */
+  readonly secure: boolean;
+  /** PROT P: data connections are TLS. */
+  readonly protectData: boolean;
+  /** This client must use TLS for data (`tls.required`). */
+  readonly tlsRequired: boolean;
   reply(code: number, text: string): Promise<void>;
 }
 
@@ -61,12 +77,25 @@ export interface DataContext {
 export type DataPlan =
   | {
     kind: "passive";
-    listener: Deno.TcpListener;
+    listener: { close(): void };
     port: number;
-    accepted: Promise<Deno.TcpConn | null>;
+    accepted: Promise<MadeConnection | null>;
     viaPublic: boolean;
+    /** The native listener, kept for the next PASV once used; null for `node:net` ones. */
+    native: Deno.TcpListener | null;
+    /** The data connection is TLS (PROT P when PASV came). */
+    protect: boolean;
   }
-  | { kind: "active"; host: string; port: number };
+  | { kind: "active"; host: string; port: number; protect: boolean };
+
+/**
+ * A data connection made at the TCP level; `ready` resolves once it can
+ * carry data (after the TLS handshake under PROT P). The two are apart
+ * because some clients (Python's ftplib) start TLS only after the 150.
+ */
+export interface MadeConnection {
+  ready: Promise<Connection>;
+}
 
 /** How long a passive listener is kept for the session's next transfer. */
 export const SPARE_LISTENER_MS = 2000;
@@ -183,7 +212,12 @@ export class DataSetup {
       allowFxp: s.deps.config.allow_fxp,
     });
     this.closePassive();
-    this.#plan = { kind: "active", host: target.address, port: written.port };
+    this.#plan = {
+      kind: "active",
+      host: target.address,
+      port: written.port,
+      protect: s.protectData,
+    };
     s.deps.log.debug("session {session}: {verb} -> {address}:{port} ({reason})", {
       ...s.ctx,
       verb,
@@ -229,29 +263,80 @@ export class DataSetup {
    * the passive listener (which is then kept for the next PASV/EPSV), or
    * the connect-back. Throws a {@linkcode DataError} (425) when it fails.
    */
-  async open(plan: DataPlan | null): Promise<Connection> {
+  async open(
+    plan: DataPlan | null,
+    options: { onConnected?: () => void } = {},
+  ): Promise<Connection> {
     if (!plan) throw new DataError(425, NO_DATA_PLAN);
-    if (plan.kind === "active") {
-      const timeoutMs = this.s.deps.config.limits.data_timeout_seconds * 1000;
-      return new TcpConnection(await connectActive(plan, { timeoutMs }));
+    this.#checkProtection(plan);
+    const made = await this.#connect(plan);
+    // The 150 may go out now; under PROT P the handshake is still to come.
+    options.onConnected?.();
+    let conn: Connection;
+    try {
+      conn = await made.ready;
+    } catch (e) {
+      throw new DataError(425, `Can't open data connection: TLS: ${(e as Error).message}`);
     }
-    const conn = await plan.accepted;
-    if (!conn) {
+    if (conn instanceof NodeConnection && conn.encrypted) {
+      this.s.deps.log.debug("session {session}: TLS data connection, session {how}", {
+        ...this.s.ctx,
+        how: conn.resumed ? "resumed" : "new (not resumed)",
+      });
+    }
+    return conn;
+  }
+
+  async #connect(plan: DataPlan): Promise<MadeConnection> {
+    const timeoutMs = this.s.deps.config.limits.data_timeout_seconds * 1000;
+    if (plan.kind === "active") {
+      if (this.s.secure) {
+        return await connectNode(plan, { timeoutMs, tls: this.#dataTls(plan.protect) });
+      }
+      return {
+        ready: Promise.resolve(new TcpConnection(await connectActive(plan, { timeoutMs }))),
+      };
+    }
+    const made = await plan.accepted;
+    if (!made) {
       this.s.deps.publicAddress?.hint(
         `session ${this.s.id}: passive port ${plan.port} was never connected`,
       );
       throw new DataError(425, "Can't open data connection: the client did not connect");
     }
-    this.#keepSpare(plan.listener, plan.port);
-    return new TcpConnection(conn);
+    if (plan.native) this.#keepSpare(plan.native, plan.port);
+    return made;
+  }
+
+  /**
+   * SECURITY: a client that must use TLS (`tls.required`) gets no plain
+   * data connection; the plan is let go.
+   */
+  #checkProtection(plan: DataPlan): void {
+    if (this.s.tlsRequired && !this.s.protectData) {
+      this.discard(plan);
+      throw new DataError(521, "Data connections must be encrypted: send PBSZ 0 and PROT P");
+    }
+    if (plan.protect !== this.s.protectData) {
+      this.discard(plan);
+      throw new DataError(
+        425,
+        "PROT changed after PASV/EPSV/PORT/EPRT; set up the data connection again",
+      );
+    }
+  }
+
+  /** The TLS context for a data connection, or null for a plain one. */
+  #dataTls(protect: boolean): TlsIdentity["context"] | null {
+    return protect ? this.s.deps.tls?.context ?? null : null;
   }
 
   /** Lets go of a plan no transfer will use. */
   discard(plan: DataPlan | null): void {
     if (plan?.kind !== "passive") return;
     closeQuietly(plan.listener);
-    plan.accepted.then((conn) => {
-      if (conn) closeQuietly(conn); // connected, but no transfer came
+    plan.accepted.then((made) => {
+      if (made) made.ready.then(closeQuietly, () => {}); // connected, but no transfer came
       else if (plan.viaPublic) {
         // Announced with the public address and never connected: the
         // client could not reach it, so the address may be stale.
@@ -297,26 +382,35 @@ export class DataSetup {
       await s.reply(425, "No passive port available; try again later");
       return null;
     }
-    const port = (listener.addr as Deno.NetAddr).port;
-    // Accept at once, not when the transfer command comes: clients connect
-    // right after the 227/229, so the connection is ready when RETR arrives.
-    const accepted = acceptFromPeer(listener, {
+    const port = listener instanceof NodeListener
+      ? listener.port
+      : (listener.addr as Deno.NetAddr).port;
+    const options = {
       peer: s.peer,
       timeoutMs: s.deps.config.limits.data_timeout_seconds * 1000,
-      keepOpen: true,
-      onStranger: (from) =>
+      onStranger: (from: string) =>
         s.deps.log.warn(
           "session {session}: refused data connection from {from} on passive port {port}",
           { ...s.ctx, from, port },
         ),
-    });
-    this.#plan = { kind: "passive", listener, port, accepted, viaPublic };
+    };
+    const protect = s.protectData;
+    // Accept at once, not when the transfer command comes: clients connect
+    // right after the 227/229, so the connection is ready when RETR arrives.
+    const accepted = listener instanceof NodeListener
+      ? acceptNodeFromPeer(listener, { ...options, tls: this.#dataTls(protect) })
+      : acceptFromPeer(listener, { ...options, keepOpen: true }).then((c) =>
+        c && { ready: Promise.resolve(new TcpConnection(c)) }
+      );
+    const native = listener instanceof NodeListener ? null : listener;
+    this.#plan = { kind: "passive", listener, port, accepted, viaPublic, native, protect };
     return port;
   }
 
   /** The kept listener when it is still in the range, else a new one. */
-  async #passiveListener(): Promise<Deno.TcpListener | null> {
+  async #passiveListener(): Promise<Deno.TcpListener | NodeListener | null> {
     const { min_port: min, max_port: max } = this.s.deps.config.passive;
+    if (this.s.secure) return await listenNodeInRange({ hostname: this.s.local, min, max });
     const spare = this.#takeSpare();
     if (spare && spare.port >= min && spare.port <= max) return spare.listener;
     closeQuietly(spare?.listener);
@@ -415,4 +509,79 @@ export async function connectActive(
     throw new DataError(425, "Can't open data connection: timed out");
   }
   return result;
+}
+
+/**
+ * {@linkcode acceptFromPeer} for a `node:net` listener (sessions whose
+ * control connection is TLS); with `tls`, the handshake is made before the
+ * connection is handed on, so no byte of data moves in clear.
+ */
+export async function acceptNodeFromPeer(
+  listener: NodeListener,
+  options: {
+    peer: string;
+    timeoutMs: number;
+    onStranger?: (addr: string) => void;
+    tls: TlsIdentity["context"] | null;
+  },
+): Promise<MadeConnection | null> {
+  const deadline = Date.now() + options.timeoutMs;
+  try {
+    while (true) {
+      let socket: net.Socket | typeof TIMED_OUT;
+      try {
+        socket = await withTimeout(listener.accept(), deadline - Date.now());
+      } catch {
+        return null;
+      }
+      if (socket === TIMED_OUT) return null;
+      const host = socket.remoteAddress ?? "";
+      // SECURITY: only the control connection's peer may connect.
+      if (host !== "" && normalizeAddress(host) === options.peer) {
+        return made(socket, { tls: options.tls, timeoutMs: options.timeoutMs });
+      }
+      options.onStranger?.(`${host}:${socket.remotePort}`);
+      socket.destroy();
+    }
+  } finally {
+    listener.close();
+  }
+}
+
+/** {@linkcode connectActive} over `node:net`, with the TLS handshake (we are its server) under PROT P. */
+export async function connectNode(
+  target: { host: string; port: number },
+  options: { timeoutMs: number; tls: TlsIdentity["context"] | null },
+): Promise<MadeConnection> {
+  const socket = net.connect({ host: target.host, port: target.port });
+  const connected = new Promise<void>((resolve, reject) => {
+    socket.once("connect", () => resolve());
+    socket.once("error", reject);
+  });
+  let result: void | typeof TIMED_OUT;
+  try {
+    result = await withTimeout(connected, options.timeoutMs);
+  } catch (e) {
+    socket.destroy();
+    throw new DataError(425, `Can't open data connection: ${(e as Error).message}`);
+  }
+  if (result === TIMED_OUT) {
+    socket.destroy();
+    throw new DataError(425, "Can't open data connection: timed out");
+  }
+  return made(socket, options);
+}
+
+/**
+ * A connected socket as a {@linkcode MadeConnection}: plain at once, or
+ * with the TLS handshake (we are its server) started now and awaited later.
+ */
+function made(
+  socket: net.Socket,
+  options: { tls: TlsIdentity["context"] | null; timeoutMs: number },
+): MadeConnection {
+  if (!options.tls) return { ready: Promise.resolve(new NodeConnection(socket)) };
+  const ready = tlsHandshake(socket, { context: options.tls, timeoutMs: options.timeoutMs });
+  ready.catch(() => {}); // awaited by open(), or dropped with the plan
+  return { ready };
 }

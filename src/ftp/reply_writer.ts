@@ -17,7 +17,8 @@ export class OrderedWriter {
   #last: Promise<void> = Promise.resolve();
 
   constructor(
-    readonly conn: Pick<Connection, "write">,
+    /** Where replies go; replaced when the control connection turns TLS. */
+    public conn: Pick<Connection, "write">,
     readonly isClosed: () => boolean,
     readonly onError: () => void,
   ) {}

@@ -14,8 +14,10 @@ import type { PublicAddress } from "../nat/public_address.ts";
 import { closeQuietly, type Connection, hostPort } from "./connection.ts";
 import type { ControlSession, ServerStats } from "./control_server.ts";
 import { type DataContext, DataSetup } from "./data_setup.ts";
+import { formatReply } from "./codec.ts";
 import { type CommandLine, readCommands } from "./line_reader.ts";
 import { OrderedWriter } from "./reply_writer.ts";
+import { NodeConnection, type TlsIdentity, tlsRequiredFor, upgradeControl } from "./tls.ts";
 import { giveBuffer, takeBuffer } from "./transfer_io.ts";
 
 /** What every session, of either product, shares with its server. */
@@ -29,6 +31,8 @@ export interface KitDeps {
   stats: ServerStats;
   /** Failed logins per client address. */
   throttle: LoginThrottle;
+  /** The certificate for FTPS; null when `tls` is not configured. */
+  tls: TlsIdentity | null;
 }
 
 /** One finished (or failed) data transfer, for the log and the counters. */
@@ -59,6 +63,10 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
   /** PASV/EPSV/PORT/EPRT and the data connections they describe. */
   readonly data: DataSetup;
   closed = false;
+  /** PBSZ was sent (under TLS): PROT may follow. */
+  pbsz = false;
+  /** PROT P: data connections are TLS. */
+  protectData = false;
   /** Failed logins in this session. */
   loginFailures = 0;
   /** The running transfer, if any; the idle timer waits while one runs. */
@@ -73,13 +81,66 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
   readonly #finished = Promise.withResolvers<void>();
   #finishing = false;
 
-  constructor(readonly conn: Connection, readonly deps: D, idPrefix: string) {
+  #conn: Connection;
+
+  constructor(conn: Connection, readonly deps: D, idPrefix: string) {
+    this.#conn = conn;
     this.id = `${idPrefix}${nextId++}`;
     this.peer = conn.peer.host;
     this.peerPort = conn.peer.port;
     this.local = conn.local.host;
     this.out = new OrderedWriter(conn, () => this.closed, () => this.close());
     this.data = new DataSetup(this);
+    // Implicit FTPS: TLS from the first byte, data always protected.
+    if (this.secure) this.pbsz = this.protectData = true;
+  }
+
+  /** The control connection (replaced once, by AUTH TLS). */
+  get conn(): Connection {
+    return this.#conn;
+  }
+
+  /** True when the control connection is TLS. */
+  get secure(): boolean {
+    return this.#conn instanceof NodeConnection && this.#conn.encrypted;
+  }
+
+  /** True when this client must use TLS for login and data (`tls.required`). */
+  get tlsRequired(): boolean {
+    const tls = this.deps.config.tls;
+    if (!tls || !this.deps.tls) return false;
+    return tlsRequiredFor(this.peer, { policy: tls.required, lan: this.deps.lan });
+  }
+
+  /**
+   * AUTH TLS: replies 234 once every earlier reply is out, then makes the
+   * control connection TLS. Bytes the client sent after AUTH are dropped,
+   * never read as commands. False (and the session closed) when the
+   * handshake fails.
+   */
+  async startTls(): Promise<boolean> {
+    const conn = this.#conn;
+    const identity = this.deps.tls;
+    if (!(conn instanceof NodeConnection) || !identity) return false;
+    await this.out.flushed();
+    try {
+      const secure = await upgradeControl(conn, {
+        reply: new TextEncoder().encode(formatReply(234, "AUTH TLS ok; start the handshake")),
+        context: identity.context,
+        timeoutMs: this.deps.config.limits.login_timeout_seconds * 1000,
+      });
+      this.#conn = secure;
+      this.out.conn = secure;
+      this.deps.log.debug("session {session}: control connection is TLS", this.ctx);
+      return true;
+    } catch (e) {
+      this.deps.log.info("session {session}: TLS handshake failed: {error}", {
+        ...this.ctx,
+        error: (e as Error).message,
+      });
+      this.close();
+      return false;
+    }
   }
 
   /** The user name to show in the log and status, once known. */
@@ -119,12 +180,16 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
       if (!await this.open()) return;
       this.touch();
       const maxLength = config.limits.max_line_length;
-      for await (const item of readCommands(this.conn, { maxLength })) {
-        if (this.closed) break;
-        this.touch();
-        await this.handle(item);
-        if (this.closed) break;
-        this.touch(); // again: logging in switches to the longer timeout
+      // A new reader after AUTH TLS: nothing read before the handshake counts.
+      for (let reader = this.conn; !this.closed; reader = this.conn) {
+        for await (const item of readCommands(reader, { maxLength })) {
+          if (this.closed) break;
+          this.touch();
+          await this.handle(item);
+          if (this.closed || this.conn !== reader) break;
+          this.touch(); // again: logging in switches to the longer timeout
+        }
+        if (this.conn === reader) break;
       }
     } catch (e) {
       if (!this.closed) {

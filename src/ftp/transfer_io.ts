@@ -63,7 +63,7 @@ export function pooledBuffers(): number {
 
 /** Why a data connection could not be used. */
 export class DataError extends Error {
-  constructor(readonly code: 425 | 426 | 451 | 452 | 552, message: string) {
+  constructor(readonly code: 425 | 426 | 451 | 452 | 521 | 522 | 552, message: string) {
     super(message);
   }
 }

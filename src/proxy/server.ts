@@ -7,6 +7,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/schema.ts";
 import type { Connection } from "../ftp/connection.ts";
 import { ControlServer } from "../ftp/control_server.ts";
+import { identityFrom, type TlsIdentity } from "../ftp/tls.ts";
 import { parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { type ProxyDeps, ProxySession } from "./session.ts";
@@ -17,7 +18,7 @@ export type ProxyConfig = NonNullable<Config["proxy"]>;
 function depsFrom(
   config: Config,
   publicAddress: PublicAddress | null,
-): Omit<ProxyDeps, "log" | "stats" | "throttle"> {
+): Omit<ProxyDeps, "log" | "stats" | "throttle" | "tls"> {
   const proxy = config.proxy;
   if (!proxy) throw new TypeError("the config has no proxy section (proxy.upstream.host)");
   return {
@@ -45,6 +46,7 @@ export class ProxyServer extends ControlServer<ProxySession> {
       log,
       stats: this.stats,
       throttle: this.throttle,
+      tls: identityFrom(config),
     };
   }
 
@@ -53,13 +55,19 @@ export class ProxyServer extends ControlServer<ProxySession> {
     return this.#deps.config;
   }
 
+  protected override get tlsIdentity(): TlsIdentity | null {
+    return this.#deps.tls;
+  }
+
   protected override createSession(conn: Connection): ProxySession {
     return new ProxySession(conn, this.#deps);
   }
 
   /** New limits, LAN list, public address and upstream, for new sessions and open ones. */
   reload(config: Config, options: { publicAddress: PublicAddress | null }): void {
-    Object.assign(this.#deps, depsFrom(config, options.publicAddress));
+    Object.assign(this.#deps, depsFrom(config, options.publicAddress), {
+      tls: identityFrom(config),
+    });
   }
 
   /**

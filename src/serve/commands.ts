@@ -7,7 +7,8 @@
  */
 import { allo, cwd, dele, mdtmCmd, mkd, pwd, rest, rmd, rnfr, rnto, size } from "./files.ts";
 import { list, mlsd, mlst, nlst, stat } from "./listings.ts";
-import { auth, feat, help, mode, opts, pass, quit, rein, stru, type, user } from "./login.ts";
+import { feat, help, mode, opts, pass, quit, rein, stru, type, user } from "./login.ts";
+import { auth, ccc, pbsz, prot } from "./security.ts";
 import type { CommandSpec } from "./session.ts";
 import { abor, retr, store } from "./transfers.ts";
 
@@ -42,8 +43,37 @@ function sessionCommands(add: Add): void {
   add("FEAT", { ...open, arg: "none", help: "list extensions", handler: feat });
   add("HELP", { ...open, arg: "optional", help: "HELP [command]", handler: help });
   add("OPTS", { ...open, arg: "required", help: "OPTS UTF8 ON | OPTS MLST facts", handler: opts });
-  add("AUTH", { ...open, arg: "optional", help: "TLS is not offered yet", handler: auth });
-  add(["PBSZ", "PROT", "ACCT", "SMNT", "SITE"], {
+  add("AUTH", {
+    ...open,
+    arg: "required",
+    help: "AUTH TLS: encrypt the control connection (SSL is an alias)",
+    feat: "AUTH TLS",
+    tls: true,
+    handler: auth,
+  });
+  add("PBSZ", {
+    ...auth_,
+    arg: "required",
+    help: "PBSZ 0",
+    feat: "PBSZ",
+    tls: true,
+    handler: pbsz,
+  });
+  add("PROT", {
+    ...auth_,
+    arg: "required",
+    help: "PROT P | C: encrypted or clear data connections",
+    feat: "PROT",
+    tls: true,
+    handler: prot,
+  });
+  add("CCC", {
+    ...auth_,
+    arg: "none",
+    help: "refused: the control connection stays encrypted",
+    handler: ccc,
+  });
+  add(["ACCT", "SMNT", "SITE"], {
     ...auth_,
     arg: "optional",
     help: "not implemented",

@@ -4,6 +4,7 @@
  * @module
  */
 import { Jail } from "../fs/jail.ts";
+import { refuseIfPlain } from "./security.ts";
 import type { Session } from "./session.ts";
 
 function sleep(ms: number): Promise<void> {
@@ -12,6 +13,8 @@ function sleep(ms: number): Promise<void> {
 
 export async function user(s: Session, arg: string) {
   if (s.account) return s.reply(503, "Already logged in; use REIN to change user");
+  const refused = refuseIfPlain(s);
+  if (refused) return refused;
   s.pendingUser = arg.trim();
   if (s.deps.users.isAnonymous(s.pendingUser)) {
     return s.reply(331, "Anonymous login ok; send any password");
@@ -21,6 +24,8 @@ export async function user(s: Session, arg: string) {
 
 export async function pass(s: Session, arg: string) {
   if (s.account) return s.reply(503, "Already logged in");
+  const refused = refuseIfPlain(s);
+  if (refused) return refused;
   if (s.pendingUser === null) return s.reply(503, "Login with USER first");
   const name = s.pendingUser;
   s.pendingUser = null;
@@ -56,6 +61,11 @@ export async function pass(s: Session, arg: string) {
 }
 
 export async function rein(s: Session) {
+  if (s.secure) {
+    // RFC 4217 would end TLS here and go on in clear; node:tls cannot hand
+    // the socket back, and a clear session is what TLS was sent to avoid.
+    return s.reply(502, "REIN is not available under TLS; reconnect to log in as another user");
+  }
   s.transfer?.abort();
   s.data.reset();
   s.account = null;
@@ -73,7 +83,9 @@ export async function quit(s: Session) {
 
 export function feat(s: Session) {
   const lines = ["Features:"];
-  for (const spec of s.deps.commands.values()) if (spec.feat) lines.push(" " + spec.feat);
+  for (const spec of s.deps.commands.values()) {
+    if (spec.feat && (!spec.tls || s.deps.tls)) lines.push(" " + spec.feat);
+  }
   lines.push(" TVFS", " UTF8", "End");
   return s.reply(211, lines);
 }
@@ -140,8 +152,4 @@ export function stru(s: Session, arg: string) {
   if (m === "F") return s.reply(200, "Structure set to F");
   if (m === "R" || m === "P") return s.reply(504, `STRU ${m} not implemented`);
   return s.reply(501, "Unrecognised STRU");
-}
-
-export function auth(s: Session) {
-  return s.reply(502, "AUTH not available: this server does not offer TLS yet");
 }

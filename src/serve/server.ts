@@ -9,6 +9,7 @@ import type { Config } from "../config/schema.ts";
 import { UserDb } from "../auth/users.ts";
 import type { Connection } from "../ftp/connection.ts";
 import { ControlServer } from "../ftp/control_server.ts";
+import { identityFrom, type TlsIdentity } from "../ftp/tls.ts";
 import { type LanNetworks, parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { buildCommandTable } from "./commands.ts";
@@ -30,6 +31,7 @@ export class FtpServer extends ControlServer<Session> {
       log,
       stats: this.stats,
       throttle: this.throttle,
+      tls: identityFrom(config),
     };
   }
 
@@ -41,6 +43,10 @@ export class FtpServer extends ControlServer<Session> {
   /** The LAN networks in use. */
   get lan(): LanNetworks {
     return this.#deps.lan;
+  }
+
+  protected override get tlsIdentity(): TlsIdentity | null {
+    return this.#deps.tls;
   }
 
   protected override createSession(conn: Connection): Session {
@@ -55,6 +61,7 @@ export class FtpServer extends ControlServer<Session> {
       publicAddress: options.publicAddress,
       users: new UserDb(config),
       lan: parseLanNetworks(config.lan_networks),
+      tls: identityFrom(config),
     });
   }
 }

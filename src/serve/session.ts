@@ -32,6 +32,8 @@ export interface CommandSpec {
   help: string;
   /** The FEAT line, when the command is an extension worth announcing. */
   feat?: string;
+  /** Offered only with `tls` configured: FEAT leaves its line out otherwise. */
+  tls?: boolean;
   /** Allowed while a transfer runs (ABOR, STAT, NOOP, QUIT). */
   duringTransfer?: boolean;
   handler: (s: Session, arg: string) => Promise<void> | void;

@@ -41,14 +41,15 @@ export interface TransferOptions {
 export async function startTransfer(s: Session, options: TransferOptions): Promise<void> {
   let conn: Connection;
   try {
-    conn = await s.data.open(s.data.take());
+    // The 150 is not awaited: replies are written in order (the 226 cannot
+    // overtake it), and the data need not wait an event-loop turn for it.
+    conn = await s.data.open(s.data.take(), {
+      onConnected: () => void s.reply(150, options.opening),
+    });
   } catch (e) {
     await options.cleanup?.(false);
     throw e;
   }
-  // Not awaited: replies are written in order (the 226 cannot overtake it),
-  // and the data need not wait an event-loop turn for the 150 to be sent.
-  void s.reply(150, options.opening);
   const progress: Progress = { bytes: 0 };
   const t: Transfer & { stalled: boolean } = {
     aborted: false,

@@ -55,7 +55,7 @@ export async function startServer(
   options.tweak?.(config);
   const publicAddress = options.publicAddress ?? null;
   const server = new FtpServer(config, { publicAddress });
-  const addr = server.listen();
+  const addr = await server.start();
   const urlHost = host.includes(":") ? `[${host}]` : host;
   return {
     server,
