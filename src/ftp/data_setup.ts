@@ -268,7 +268,7 @@ export class DataSetup {
     options: { onConnected?: () => void } = {},
   ): Promise<Connection> {
     if (!plan) throw new DataError(425, NO_DATA_PLAN);
-    this.#checkProtection(plan);
+    this.check(plan);
     const made = await this.#connect(plan);
     // The 150 may go out now; under PROT P the handshake is still to come.
     options.onConnected?.();
@@ -312,7 +312,7 @@ export class DataSetup {
    * SECURITY: a client that must use TLS (`tls.required`) gets no plain
    * data connection; the plan is let go.
    */
-  #checkProtection(plan: DataPlan): void {
+  check(plan: DataPlan): void {
     if (this.s.tlsRequired && !this.s.protectData) {
       this.discard(plan);
       throw new DataError(521, "Data connections must be encrypted: send PBSZ 0 and PROT P");

@@ -10,6 +10,7 @@
 import { parseCommand, parseEpsvReply, parsePasvReply } from "../ftp/codec.ts";
 import { closeQuietly, type Connection, hostPort, withTimeout } from "../ftp/connection.ts";
 import { connectActive, NO_DATA_PLAN } from "../ftp/data_setup.ts";
+import { auth, ccc, pbsz, prot, refuseIfPlain, TLS_FEATURES } from "../ftp/security.ts";
 import type { CommandLine } from "../ftp/line_reader.ts";
 import { type KitDeps, SessionBase } from "../ftp/session_base.ts";
 import { DataError } from "../ftp/transfer_io.ts";
@@ -39,6 +40,9 @@ export interface ProxyDeps extends KitDeps {
   /** The upstream server and how long to wait for it. */
   upstream: { host: string; port: number; connectTimeoutMs: number };
 }
+
+/** The FTPS commands the proxy answers itself when it has `tls`. */
+const TLS_VERBS = new Set(["AUTH", "PBSZ", "PROT", "CCC"]);
 
 /** How long a closing session waits for its upstream reply loop to end. */
 const FINISH_WAIT_MS = 5_000;
@@ -129,6 +133,18 @@ export class ProxySession extends SessionBase<ProxyDeps> {
     }
     const action = classifyCommand(verb);
     this.deps.log.debug("session {session}: {verb}", { ...this.ctx, verb });
+    // FTPS ends here: the client's TLS is the proxy's, the upstream's is not.
+    if (this.deps.tls && TLS_VERBS.has(verb)) {
+      await up.idle();
+      return this.#security(verb, arg);
+    }
+    if (verb === "USER" || verb === "PASS") {
+      const refused = refuseIfPlain(this);
+      if (refused) {
+        await up.idle();
+        return refused;
+      }
+    }
     switch (action) {
       case "refuse":
         await up.idle();
@@ -167,6 +183,14 @@ export class ProxySession extends SessionBase<ProxyDeps> {
     }
   }
 
+  /** AUTH, PBSZ, PROT and CCC, answered by the proxy itself. */
+  #security(verb: string, arg: string): Promise<void> | void {
+    if (verb === "AUTH") return auth(this, arg);
+    if (verb === "PBSZ") return pbsz(this, arg);
+    if (verb === "PROT") return prot(this, arg);
+    return ccc(this);
+  }
+
   /** Forwards a client command; its replies go back to the client as they come. */
   #send(up: UpstreamControl, line: string, verb: string): void {
     up.send(line, { onReply: (reply, final) => this.#relayReply(verb, reply, final) })
@@ -190,7 +214,16 @@ export class ProxySession extends SessionBase<ProxyDeps> {
     } else if (verb === "REIN" && reply.code < 300) {
       this.#loggedIn = false;
     }
-    this.#forward(verb === "FEAT" ? filterFeatReply(reply) : reply);
+    this.#forward(verb === "FEAT" ? this.#feat(reply) : reply);
+  }
+
+  /** The upstream's FEAT without what the proxy cannot relay, plus FTPS when it offers it. */
+  #feat(reply: Reply): Reply {
+    const shown = filterFeatReply(reply);
+    if (!this.deps.tls || shown.code !== 211 || shown.lines.length < 2) return shown;
+    const lines = [...shown.lines];
+    lines.splice(-1, 0, ...TLS_FEATURES.map((f) => ` ${f}`));
+    return { code: shown.code, lines };
   }
 
   #unsolicited(reply: Reply): void {
@@ -266,6 +299,12 @@ export class ProxySession extends SessionBase<ProxyDeps> {
     this.#rest = null;
     const plan = this.data.take();
     if (!plan) return this.reply(425, NO_DATA_PLAN);
+    try {
+      this.data.check(plan); // before the upstream hears of it
+    } catch (e) {
+      const err = e as DataError;
+      return this.reply(err.code, err.message);
+    }
     const t = new ProxyTransfer(verb, arg, TRANSFER_COMMANDS.get(verb)!, {
       plan,
       setup: this.data,
@@ -323,7 +362,15 @@ export class ProxySession extends SessionBase<ProxyDeps> {
   /** The upstream accepted the command: now reach the client and start relaying. */
   async #openClient(t: ProxyTransfer, reply: Reply): Promise<void> {
     try {
-      const conn = await this.data.open(t.takeClient());
+      // The upstream's 150 goes on once the client is connected: under
+      // PROT P some clients start TLS only after it.
+      let forwarded = false;
+      const conn = await this.data.open(t.takeClient(), {
+        onConnected: () => {
+          forwarded = true;
+          this.#forward(reply);
+        },
+      });
       if (t.aborted) {
         closeQuietly(conn);
         throw new DataError(426, "Transfer aborted");
@@ -334,7 +381,7 @@ export class ProxySession extends SessionBase<ProxyDeps> {
         stallMs: this.#dataTimeoutMs,
       });
       t.state = "relaying";
-      this.#forward(reply);
+      if (!forwarded) this.#forward(reply);
     } catch (e) {
       t.state = "failed-open";
       t.openError = (e as Error).message;

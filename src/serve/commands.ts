@@ -8,7 +8,7 @@
 import { allo, cwd, dele, mdtmCmd, mkd, pwd, rest, rmd, rnfr, rnto, size } from "./files.ts";
 import { list, mlsd, mlst, nlst, stat } from "./listings.ts";
 import { feat, help, mode, opts, pass, quit, rein, stru, type, user } from "./login.ts";
-import { auth, ccc, pbsz, prot } from "./security.ts";
+import { auth, ccc, pbsz, prot } from "../ftp/security.ts";
 import type { CommandSpec } from "./session.ts";
 import { abor, retr, store } from "./transfers.ts";
 
@@ -49,7 +49,10 @@ function sessionCommands(add: Add): void {
     help: "AUTH TLS: encrypt the control connection (SSL is an alias)",
     feat: "AUTH TLS",
     tls: true,
-    handler: auth,
+    handler: (s, a) => {
+      s.pendingUser = null; // a login in progress starts again under TLS
+      return auth(s, a);
+    },
   });
   add("PBSZ", {
     ...auth_,

@@ -4,7 +4,7 @@
  * @module
  */
 import { Jail } from "../fs/jail.ts";
-import { refuseIfPlain } from "./security.ts";
+import { refuseIfPlain } from "../ftp/security.ts";
 import type { Session } from "./session.ts";
 
 function sleep(ms: number): Promise<void> {

@@ -14,16 +14,16 @@ export interface TestProxy {
   close(): Promise<void>;
 }
 
-/** Starts a proxy in front of 127.0.0.1:`upstreamPort` with its passive range. */
-export function startProxy(
-  upstreamPort: number,
-  options: {
-    passive: { min: number; max: number };
-    connectTimeoutSeconds: number;
-    tweak?: (c: Config) => void;
-    publicAddress?: PublicAddress;
-  },
-): TestProxy {
+/** How a test proxy is set up. */
+export interface TestProxyOptions {
+  passive: { min: number; max: number };
+  connectTimeoutSeconds: number;
+  tweak?: (c: Config) => void;
+  publicAddress?: PublicAddress;
+}
+
+/** The test proxy's server, not yet listening. */
+function makeProxy(upstreamPort: number, options: TestProxyOptions): ProxyServer {
   const config = configSchema.parse({
     listen: { address: "127.0.0.1", port: 2121 },
     passive: { min_port: options.passive.min, max_port: options.passive.max },
@@ -36,7 +36,22 @@ export function startProxy(
   });
   config.listen.port = 0;
   options.tweak?.(config);
-  const proxy = new ProxyServer(config, { publicAddress: options.publicAddress ?? null });
+  return new ProxyServer(config, { publicAddress: options.publicAddress ?? null });
+}
+
+/** Starts a proxy in front of 127.0.0.1:`upstreamPort` with its passive range. */
+export function startProxy(upstreamPort: number, options: TestProxyOptions): TestProxy {
+  const proxy = makeProxy(upstreamPort, options);
   const port = proxy.listen().port;
+  return { proxy, port, url: `ftp://127.0.0.1:${port}`, close: () => proxy.close() };
+}
+
+/** {@linkcode startProxy} for a config with `tls` (whose listeners start asynchronously). */
+export async function startFtpsProxy(
+  upstreamPort: number,
+  options: TestProxyOptions,
+): Promise<TestProxy> {
+  const proxy = makeProxy(upstreamPort, options);
+  const port = (await proxy.start()).port;
   return { proxy, port, url: `ftp://127.0.0.1:${port}`, close: () => proxy.close() };
 }

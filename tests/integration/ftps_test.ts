@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
+import { startFtpsProxy } from "../helpers/proxy.ts";
 import { RawClient } from "../helpers/raw.ts";
 import {
   PASSWORD,
@@ -358,6 +359,64 @@ Deno.test("FTPS config: a missing certificate or a key that does not match names
     await write(["tls:", `  certificate: ${a.certificate}`, `  key: ${a.key}`]);
     assert.equal(await problem(), "loaded");
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("FTPS through the proxy: TLS towards clients, plain FTP to the upstream", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pn-ftps-" });
+  const upstream = await startServer();
+  const files = await makeCertificate(dir);
+  const px = await startFtpsProxy(upstream.port, {
+    passive: { min: 46200, max: 46299 },
+    connectTimeoutSeconds: 5,
+    tweak: (c) => (c.tls = { ...files, required: "always" }),
+  });
+  const url = `ftp://${USER}:${encodeURIComponent(PASSWORD)}@127.0.0.1:${px.port}`;
+  try {
+    const [plain] = await RawClient.connect("127.0.0.1", px.port);
+    const feat = await plain.cmd("FEAT");
+    assert.match(feat.text, /AUTH TLS/);
+    assert.equal((await plain.cmd(`USER ${USER}`)).code, 530, "plain login refused");
+    plain.close();
+
+    await writeRandomFile(`${dir}/up.bin`, BIG, 35);
+    const want = await sha256File(`${dir}/up.bin`);
+    const up = await run("curl", [...CURL_TLS, "-T", `${dir}/up.bin`, `${url}/up.bin`]);
+    assert.equal(up.code, 0, up.stderr);
+    assert.equal(await sha256File(`${upstream.root}/up.bin`), want);
+    const down = await run("curl", [...CURL_TLS, "-o", `${dir}/down.bin`, `${url}/up.bin`]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.equal(await sha256File(`${dir}/down.bin`), want);
+
+    const py = `
+import ftplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+f = ftplib.FTP_TLS(context=ctx, timeout=30)
+f.connect("127.0.0.1", ${px.port}); f.login(${JSON.stringify(USER)}, ${JSON.stringify(PASSWORD)})
+f.prot_p()
+with open(sys.argv[1] + "/py.bin", "wb") as dst: f.retrbinary("RETR up.bin", dst.write)
+f.quit()
+`;
+    const r = await run("python3", ["-c", py, dir], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await sha256File(`${dir}/py.bin`), want);
+
+    const lftp = await run("lftp", [
+      "-c",
+      [
+        "set ftp:ssl-force true",
+        "set ftp:ssl-protect-data true",
+        "set ssl:verify-certificate no",
+        `open -u ${USER},"${PASSWORD}" -p ${px.port} 127.0.0.1`,
+        `get up.bin -o ${dir}/lftp.bin`,
+      ].join("; "),
+    ], { timeoutMs: 60_000 });
+    assert.equal(lftp.code, 0, lftp.stderr);
+    assert.equal(await sha256File(`${dir}/lftp.bin`), want);
+  } finally {
+    await px.close();
+    await upstream.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -1,10 +1,15 @@
 /**
- * serve's FTPS commands (RFC 4217): AUTH TLS (and its alias AUTH SSL),
- * PBSZ, PROT and CCC, and the rule that refuses a plain login to a client
- * that must use TLS.
+ * The FTPS commands (RFC 4217) for serve and proxy alike: AUTH TLS (and
+ * its alias AUTH SSL), PBSZ, PROT and CCC, and the rule that refuses a
+ * plain login to a client that must use TLS.
  * @module
  */
-import type { Session } from "./session.ts";
+import type { SessionBase } from "./session_base.ts";
+
+type Session = SessionBase;
+
+/** The FEAT lines a server with `tls` adds. */
+export const TLS_FEATURES: readonly string[] = ["AUTH TLS", "PBSZ", "PROT"];
 
 /** The 530 for USER/PASS from a client that must use TLS and has not. */
 export function refuseIfPlain(s: Session): Promise<void> | null {
@@ -20,8 +25,6 @@ export async function auth(s: Session, arg: string) {
     return s.reply(504, `AUTH ${mechanism.slice(0, 16)} not supported; use AUTH TLS`);
   }
   if (s.secure) return s.reply(503, "Already using TLS");
-  // A login in progress starts again under TLS.
-  s.pendingUser = null;
   if (!await s.startTls()) return;
   // AUTH TLS-P (and SSL, by old convention) also protect data.
   if (mechanism === "TLS-P" || mechanism === "SSL") s.pbsz = s.protectData = true;
