@@ -16,6 +16,7 @@ import {
 } from "../nat/announce.ts";
 import { probeRange } from "../nat/port_range.ts";
 import type { ResolveResult } from "../nat/public_address.ts";
+import { loadTlsIdentity } from "../ftp/tls.ts";
 import { connectUpstream } from "../proxy/upstream.ts";
 import { loadFromCli, publicAddressFrom } from "./common.ts";
 
@@ -70,7 +71,52 @@ export async function runCheck(options: { config?: string; client?: string }): P
   checkAnnouncements(config, { lan, local, publicAddress, client: options.client, report });
   await checkPorts(config, { local, report });
   await checkUpstream(config, { report });
+  checkCertificate(config, { report, now: new Date() });
   return printReport(report);
+}
+
+/** Days before expiry from which `check` warns about the certificate. */
+export const CERT_WARN_DAYS = 14;
+
+/** Whether a certificate name (`*.example.net` allowed) covers `host`. */
+export function certificateCovers(name: string, host: string): boolean {
+  const n = name.toLowerCase().replace(/\.$/, "");
+  const h = host.toLowerCase().replace(/\.$/, "");
+  if (!n.startsWith("*.")) return n === h;
+  const dot = h.indexOf(".");
+  return dot > 0 && h.slice(dot + 1) === n.slice(2);
+}
+
+/**
+ * FTPS: the certificate's subject, names, issuer and expiry; a warning
+ * under 14 days left; NOT OK when expired or when the public name is not
+ * among its names (clients that verify would refuse it).
+ */
+function checkCertificate(config: Config, options: { report: Report; now: Date }): void {
+  const { out, problems } = options.report;
+  if (!config.tls) {
+    out.push("FTPS: not configured (tls in the config): logins and files travel in clear");
+    return;
+  }
+  const id = loadTlsIdentity(config.tls);
+  const days = Math.floor((id.validTo.getTime() - options.now.getTime()) / 86_400_000);
+  out.push(
+    `FTPS certificate ${config.tls.certificate}: subject ${id.subject}; names ` +
+      `${id.names.join(", ") || "(none)"}; issuer ${id.issuer}; expires ` +
+      `${id.validTo.toISOString().slice(0, 10)} (${days} days left); TLS required: ` +
+      config.tls.required,
+  );
+  if (days < 0) problems.push(`the certificate ${config.tls.certificate} has expired`);
+  else if (days < CERT_WARN_DAYS) {
+    out.push(`warning: the certificate expires in ${days} days; renew it, then send SIGHUP`);
+  }
+  const host = config.public_address?.host;
+  if (host && !id.names.some((n) => certificateCovers(n, host))) {
+    problems.push(
+      `the certificate is not valid for ${host} (its names: ${id.names.join(", ") || "none"}): ` +
+        `clients that check certificates will refuse it`,
+    );
+  }
 }
 
 /**

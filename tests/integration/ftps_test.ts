@@ -6,6 +6,7 @@
  * config errors for bad certificate files.
  */
 import assert from "node:assert/strict";
+import { runCheck } from "../../src/cli/check.ts";
 import { ConfigError, loadConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { startFtpsProxy } from "../helpers/proxy.ts";
@@ -417,6 +418,63 @@ f.quit()
   } finally {
     await px.close();
     await upstream.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("check shows the certificate, warns before expiry and fails on a name it does not cover", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pn-ftps-" });
+  try {
+    const r = await run("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      `${dir}/key.pem`,
+      "-out",
+      `${dir}/cert.pem`,
+      "-days",
+      "5",
+      "-subj",
+      "/CN=ftp.example.net",
+      "-addext",
+      "subjectAltName=DNS:*.example.net",
+    ], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const check = async (host: string) => {
+      await Deno.writeTextFile(
+        `${dir}/c.yaml`,
+        `listen: { address: 127.0.0.1, port: 2121 }\n` +
+          `public_address: { host: ${host}, dns_server: "127.0.0.1:9" }\n` +
+          `tls: { certificate: cert.pem, key: key.pem }\n`,
+      );
+      const lines: string[] = [];
+      const log = console.log;
+      console.log = (...a: unknown[]) => lines.push(a.join(" "));
+      try {
+        await runCheck({ config: `${dir}/c.yaml` });
+      } finally {
+        console.log = log;
+      }
+      return lines.join("\n");
+    };
+    const good = await check("home.example.net");
+    assert.match(
+      good,
+      /FTPS certificate .*cert\.pem: subject CN=ftp\.example\.net; names \*\.example\.net; issuer CN=ftp\.example\.net; expires \d{4}-\d\d-\d\d \([45] days left\)/,
+    );
+    assert.match(good, /warning: the certificate expires in [45] days/);
+    assert.doesNotMatch(good, /not valid for/);
+    const bad = await check("home.example.org");
+    assert.match(
+      bad,
+      /NOT OK:[\s\S]*the certificate is not valid for home\.example\.org \(its names: \*\.example\.net\)/,
+    );
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
