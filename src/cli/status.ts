@@ -32,6 +32,9 @@ export function renderStatus(s: StatusSnapshot): string {
   for (const x of s.sessions) {
     lines.push(
       `  ${x.id} ${x.peer} user=${x.user ?? "-"} since ${x.since}` +
+        ` tls=${
+          x.tls ? `${x.tls.control ? "control" : "none"}${x.tls.data ? "+data" : ""}` : "none"
+        }` +
         (x.transfer ? ` [${x.transfer}]` : ""),
     );
   }

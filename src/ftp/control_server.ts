@@ -30,6 +30,10 @@ export interface ControlSession {
   readonly ctx: Record<string, unknown>;
   /** The user name seen, once known. */
   readonly userName: string | null;
+  /** True when the control connection is TLS. */
+  readonly secure: boolean;
+  /** True when data connections are TLS (PROT P). */
+  readonly protectData: boolean;
   /** The running transfer, if any. */
   readonly transfer: { readonly ended: Promise<void>; describe(): string } | null;
   /** Serves the connection until it ends. */

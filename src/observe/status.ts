@@ -20,6 +20,8 @@ export interface StatusSnapshot {
     user: string | null;
     since: string;
     transfer: string | null;
+    /** Whether the control connection and (PROT P) the data connections are TLS. */
+    tls: { control: boolean; data: boolean };
   }[];
   stats: ServerStats;
 }
@@ -53,6 +55,7 @@ export function statusSnapshot(
       user: s.userName,
       since: new Date(s.openedAt).toISOString(),
       transfer: s.transfer?.describe() ?? null,
+      tls: { control: s.secure, data: s.secure && s.protectData },
     })),
     stats: { ...server.stats },
   };
@@ -69,6 +72,9 @@ export function metricsText(snap: StatusSnapshot): string {
     "# HELP pitifulnat_sessions Open FTP sessions.",
     "# TYPE pitifulnat_sessions gauge",
     `pitifulnat_sessions ${snap.sessions.length}`,
+    "# HELP pitifulnat_tls_sessions Open sessions whose control connection is TLS.",
+    "# TYPE pitifulnat_tls_sessions gauge",
+    `pitifulnat_tls_sessions ${snap.sessions.filter((x) => x.tls.control).length}`,
     "# HELP pitifulnat_logins_total Logins by result.",
     "# TYPE pitifulnat_logins_total counter",
     `pitifulnat_logins_total{result="ok"} ${snap.stats.loginsOk}`,

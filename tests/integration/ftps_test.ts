@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { runCheck } from "../../src/cli/check.ts";
 import { ConfigError, loadConfig } from "../../src/config/load.ts";
+import { metricsText, statusSnapshot } from "../../src/observe/status.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { startFtpsProxy } from "../helpers/proxy.ts";
 import { RawClient } from "../helpers/raw.ts";
@@ -475,6 +476,46 @@ Deno.test("check shows the certificate, warns before expiry and fails on a name 
       /NOT OK:[\s\S]*the certificate is not valid for home\.example\.org \(its names: \*\.example\.net\)/,
     );
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("status shows per session whether control and data are encrypted", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pn-ftps-" });
+  const srv = await startFtps(dir, (c) => (c.tls!.required = "never"));
+  const py = `
+import ftplib, ssl, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+f = ftplib.FTP_TLS(context=ctx, timeout=20)
+f.connect("127.0.0.1", ${srv.port}); f.login(${JSON.stringify(USER)}, ${JSON.stringify(PASSWORD)})
+f.prot_p(); print("ready", flush=True); sys.stdin.readline(); f.quit()
+`;
+  const child = new Deno.Command("python3", { args: ["-c", py], stdin: "piped", stdout: "piped" })
+    .spawn();
+  const [plain] = await RawClient.connect("127.0.0.1", srv.port);
+  try {
+    await plain.login(USER, PASSWORD);
+    const reader = child.stdout.getReader();
+    const first = await reader.read();
+    assert.match(new TextDecoder().decode(first.value), /ready/);
+    const snap = statusSnapshot(srv.server, {
+      publicAddress: null,
+      version: "t",
+      startedAt: new Date(),
+    });
+    const tls = snap.sessions.map((s) => s.tls).sort((a, b) =>
+      Number(a.control) - Number(b.control)
+    );
+    assert.deepEqual(tls, [{ control: false, data: false }, { control: true, data: true }]);
+    assert.match(metricsText(snap), /^pitifulnat_tls_sessions 1$/m);
+    reader.releaseLock();
+  } finally {
+    plain.close();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode("\n"));
+    await w.close();
+    await child.output();
+    await srv.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
