@@ -519,3 +519,33 @@ f.prot_p(); print("ready", flush=True); sys.stdin.readline(); f.quit()
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a reload (SIGHUP) gives new sessions the renewed certificate", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pn-ftps-" });
+  const srv = await startFtps(dir);
+  const subject = async () => {
+    const py = `
+import ftplib, ssl, hashlib
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+f = ftplib.FTP_TLS(context=ctx, timeout=20); f.connect("127.0.0.1", ${srv.port}); f.auth()
+print(hashlib.sha256(f.sock.getpeercert(binary_form=True)).hexdigest()); f.close()
+`;
+    const r = await run("python3", ["-c", py], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  };
+  try {
+    const before = await subject();
+    await Deno.mkdir(`${dir}/new`);
+    const renewed = await makeCertificate(`${dir}/new`);
+    const config = structuredClone(srv.server.config);
+    config.tls = { ...config.tls!, ...renewed };
+    srv.server.reload(config, { publicAddress: null });
+    const after = await subject();
+    assert.match(before, /^[0-9a-f]{64}$/);
+    assert.notEqual(after, before, "the new certificate is served");
+  } finally {
+    await srv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
