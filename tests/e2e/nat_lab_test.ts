@@ -13,7 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { hashPassword } from "../../src/auth/password.ts";
-import { sha256File, writeRandomFile } from "../helpers/server.ts";
+import { run, sha256File, writeRandomFile } from "../helpers/server.ts";
 import type { RunResult } from "../helpers/server.ts";
 import {
   ADDR,
@@ -82,7 +82,12 @@ const { missing, ignore } = await labGate(
   "root, iproute2, nftables, dnsmasq-base, curl, lftp and python3",
 );
 
-function serverConfig(home: string, hash: string, withPublic: boolean): string {
+function serverConfig(
+  home: string,
+  hash: string,
+  options: { withPublic: boolean; tls?: { certificate: string; key: string } },
+): string {
+  const withPublic = options.withPublic;
   return [
     `listen: { address: 0.0.0.0, port: ${FORWARD.control} }`,
     `passive: { min_port: ${FORWARD.min}, max_port: ${FORWARD.max} }`,
@@ -95,6 +100,12 @@ function serverConfig(home: string, hash: string, withPublic: boolean): string {
     `    home: ${JSON.stringify(home)}`,
     "    permissions: [read, write, delete, mkdir, rename]",
     "limits: { login_failure_delay_ms: 0, data_timeout_seconds: 10 }",
+    // FTPS offered, not required: the plain steps run against the same server.
+    ...(options.tls
+      ? [
+        `tls: { certificate: ${options.tls.certificate}, key: ${options.tls.key}, required: never }`,
+      ]
+      : []),
     "log: { level: info }",
     "",
   ].join("\n");
@@ -124,8 +135,29 @@ Deno.test({
     const hash = await hashPassword(PASS);
     const withPublic = `${dir}/with_public.yaml`;
     const withoutPublic = `${dir}/without_public.yaml`;
-    await Deno.writeTextFile(withPublic, serverConfig(home, hash, true));
-    await Deno.writeTextFile(withoutPublic, serverConfig(home, hash, false));
+    const tls = { certificate: `${dir}/cert.pem`, key: `${dir}/key.pem` };
+    const made = await run("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "30",
+      "-subj",
+      `/CN=${DYN_NAME}`,
+      "-addext",
+      `subjectAltName=DNS:${DYN_NAME}`,
+      "-keyout",
+      tls.key,
+      "-out",
+      tls.certificate,
+    ], { timeoutMs: 30_000 });
+    assert.equal(made.code, 0, made.stderr);
+    await Deno.writeTextFile(withPublic, serverConfig(home, hash, { withPublic: true, tls }));
+    await Deno.writeTextFile(withoutPublic, serverConfig(home, hash, { withPublic: false }));
     const hostsFile = `${dir}/hosts`;
     await Deno.writeTextFile(hostsFile, `${ADDR.srvRouterWan} ${DYN_NAME}\n`);
 
@@ -238,6 +270,27 @@ Deno.test({
         },
       );
 
+      // No router helper can read an encrypted control channel: only the
+      // server's own 227 can be right. curl uses the 227's address here.
+      await t.step(
+        "FTPS: curl PASV and EPSV through NAT, PROT P, the public address inside TLS",
+        async () => {
+          const ftps = ["--ssl-reqd", "-k"];
+          await checkTransfers(
+            "ftps-pasv",
+            (to) => curl("cli", "pasv", [...ftps, "-o", to, url(wan, "dl.bin")]),
+            (as) => curl("cli", "pasv", [...ftps, "-T", `${local}/up.bin`, url(wan, as)]),
+            told(wan),
+          );
+          await checkTransfers(
+            "ftps-epsv",
+            (to) => curl("cli", "epsv", [...ftps, "-o", to, url(wan, "dl.bin")]),
+            (as) => curl("cli", "epsv", [...ftps, "-T", `${local}/up.bin`, url(wan, as)]),
+            /229 Entering Extended Passive Mode/,
+          );
+        },
+      );
+
       await t.step("curl EPSV works through the forwarded range", async () => {
         await checkTransfers(
           "curl-epsv",
@@ -318,6 +371,13 @@ Deno.test({
             "curl-pasv-new",
             (to) => curl("cli", "pasv", ["-o", to, url(newWan, "dl.bin")]),
             (as) => curl("cli", "pasv", ["-T", `${local}/up.bin`, url(newWan, as)]),
+            told(newWan),
+          );
+          await checkTransfers(
+            "ftps-pasv-new",
+            (to) => curl("cli", "pasv", ["--ssl-reqd", "-k", "-o", to, url(newWan, "dl.bin")]),
+            (as) =>
+              curl("cli", "pasv", ["--ssl-reqd", "-k", "-T", `${local}/up.bin`, url(newWan, as)]),
             told(newWan),
           );
           await checkTransfers(
