@@ -374,6 +374,38 @@ export class NatLab {
     await this.ip("srt", "addr", "add", `${to}/24`, "dev", "wan");
   }
 
+  /**
+   * Switches the kernel's FTP helper on (or off again) for the forwarded
+   * control port on the server's router: the control case that shows what
+   * a router's helper can and cannot do.
+   */
+  async serverRouterFtpHelper(on: boolean): Promise<void> {
+    if (!on) {
+      await mustRun("ip", [
+        "netns",
+        "exec",
+        this.ns.srt,
+        "nft",
+        "delete",
+        "table",
+        "ip",
+        "pn_helper",
+      ]);
+      return;
+    }
+    await this.#nft(
+      "srt",
+      `table ip pn_helper {
+  ct helper ftp-standard { type "ftp" protocol tcp; }
+  chain prerouting {
+    type filter hook prerouting priority filter; policy accept;
+    iifname "wan" tcp dport ${FORWARD.control} ct helper set "ftp-standard"
+  }
+}
+`,
+    );
+  }
+
   async #nft(role: Role, rules: string): Promise<void> {
     const file = `${this.#dir}/${role}.nft`;
     await Deno.writeTextFile(file, rules);

@@ -15,7 +15,7 @@
  * failure.
  */
 import assert from "node:assert/strict";
-import { sha256File, writeRandomFile } from "../helpers/server.ts";
+import { run, sha256File, writeRandomFile } from "../helpers/server.ts";
 import {
   ADDR,
   cacheCli,
@@ -164,6 +164,42 @@ Deno.test({
         pasv: UPSTREAM_PASV,
       }),
     );
+    // vsftpd alone again, with FTPS offered (not required) for the helper control case.
+    const aloneTls = `${dir}/vsftpd-alone-tls.conf`;
+    const made = await run("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "30",
+      "-subj",
+      "/CN=vsftpd",
+      "-keyout",
+      `${dir}/vsftpd.pem`,
+      "-out",
+      `${dir}/vsftpd.pem.crt`,
+    ], { timeoutMs: 30_000 });
+    assert.equal(made.code, 0, made.stderr);
+    await Deno.writeTextFile(
+      aloneTls,
+      vsftpdConfig({
+        dir,
+        root,
+        address: "0.0.0.0",
+        port: FORWARD.control,
+        pasv: { min: FORWARD.min, max: FORWARD.max },
+      }) + [
+        "ssl_enable=YES",
+        "allow_anon_ssl=YES",
+        "force_anon_logins_ssl=NO",
+        "force_anon_data_ssl=NO",
+        `rsa_cert_file=${dir}/vsftpd.pem.crt`,
+        `rsa_private_key_file=${dir}/vsftpd.pem`,
+        "",
+      ].join("\n"),
+    );
     const proxyYaml = `${dir}/proxy.yaml`;
     await Deno.writeTextFile(proxyYaml, proxyConfig());
     const hostsFile = `${dir}/hosts`;
@@ -247,6 +283,27 @@ Deno.test({
             // Frees the control port for the proxy.
             await direct.stop("SIGTERM", 5_000);
           }
+        },
+      );
+
+      await t.step(
+        "control: a router's FTP helper fixes vsftpd's plain PASV, and cannot fix its FTPS",
+        async () => {
+          await theLab.serverRouterFtpHelper(true);
+          const direct = await startVsftpd(aloneTls, "0.0.0.0", FORWARD.control);
+          try {
+            // Plain: the helper rewrites 10.0.0.2 in the 227 to the router's WAN address.
+            await checkTransfers("helper-plain", "cli", wan, "pasv", told(wan));
+            // FTPS: the helper cannot read the 227, so the client is told 10.0.0.2.
+            const to = await fresh(`${local}/helper-tls.bin`);
+            const r = await curl("cli", "pasv", ["--ssl-reqd", "-k", "-o", to, url(wan, "dl.bin")]);
+            assert.notEqual(r.code, 0, `FTPS PASV past the helper must fail:\n${show(r)}`);
+            assert.match(r.stderr, told(ADDR.srv), show(r));
+          } finally {
+            await direct.stop("SIGTERM", 5_000);
+            await theLab.serverRouterFtpHelper(false);
+          }
+          assert.doesNotMatch(await theLab.rulesets(), /helper/, "the helper is off again");
         },
       );
 
