@@ -13,7 +13,8 @@
  */
 import assert from "node:assert/strict";
 import { hashPassword } from "../../src/auth/password.ts";
-import { run, sha256File, writeRandomFile } from "../helpers/server.ts";
+import { sha256File, writeRandomFile } from "../helpers/server.ts";
+import { makeCertificate } from "../helpers/tls.ts";
 import type { RunResult } from "../helpers/server.ts";
 import {
   ADDR,
@@ -135,27 +136,7 @@ Deno.test({
     const hash = await hashPassword(PASS);
     const withPublic = `${dir}/with_public.yaml`;
     const withoutPublic = `${dir}/without_public.yaml`;
-    const tls = { certificate: `${dir}/cert.pem`, key: `${dir}/key.pem` };
-    const made = await run("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-days",
-      "30",
-      "-subj",
-      `/CN=${DYN_NAME}`,
-      "-addext",
-      `subjectAltName=DNS:${DYN_NAME}`,
-      "-keyout",
-      tls.key,
-      "-out",
-      tls.certificate,
-    ], { timeoutMs: 30_000 });
-    assert.equal(made.code, 0, made.stderr);
+    const tls = await makeCertificate(dir, { cn: DYN_NAME, names: [`DNS:${DYN_NAME}`] });
     await Deno.writeTextFile(withPublic, serverConfig(home, hash, { withPublic: true, tls }));
     await Deno.writeTextFile(withoutPublic, serverConfig(home, hash, { withPublic: false }));
     const hostsFile = `${dir}/hosts`;

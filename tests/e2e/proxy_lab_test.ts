@@ -15,7 +15,8 @@
  * failure.
  */
 import assert from "node:assert/strict";
-import { run, sha256File, writeRandomFile } from "../helpers/server.ts";
+import { sha256File, writeRandomFile } from "../helpers/server.ts";
+import { makeCertificate } from "../helpers/tls.ts";
 import {
   ADDR,
   cacheCli,
@@ -166,22 +167,7 @@ Deno.test({
     );
     // vsftpd alone again, with FTPS offered (not required) for the helper control case.
     const aloneTls = `${dir}/vsftpd-alone-tls.conf`;
-    const made = await run("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "30",
-      "-subj",
-      "/CN=vsftpd",
-      "-keyout",
-      `${dir}/vsftpd.pem`,
-      "-out",
-      `${dir}/vsftpd.pem.crt`,
-    ], { timeoutMs: 30_000 });
-    assert.equal(made.code, 0, made.stderr);
+    const cert = await makeCertificate(dir, { cn: "vsftpd", names: [], rsa: true });
     await Deno.writeTextFile(
       aloneTls,
       vsftpdConfig({
@@ -195,8 +181,8 @@ Deno.test({
         "allow_anon_ssl=YES",
         "force_anon_logins_ssl=NO",
         "force_anon_data_ssl=NO",
-        `rsa_cert_file=${dir}/vsftpd.pem.crt`,
-        `rsa_private_key_file=${dir}/vsftpd.pem`,
+        `rsa_cert_file=${cert.certificate}`,
+        `rsa_private_key_file=${cert.key}`,
         "",
       ].join("\n"),
     );

@@ -11,6 +11,7 @@ import { ConfigError, loadConfig } from "../../src/config/load.ts";
 import { metricsText, statusSnapshot } from "../../src/observe/status.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { startFtpsProxy } from "../helpers/proxy.ts";
+import { makeCertificate } from "../helpers/tls.ts";
 import { RawClient } from "../helpers/raw.ts";
 import {
   PASSWORD,
@@ -23,33 +24,6 @@ import {
 } from "../helpers/server.ts";
 
 const BIG = 50_000_000;
-
-/** A self-signed certificate for localhost and 127.0.0.1, made with openssl. */
-async function makeCertificate(dir: string): Promise<{ certificate: string; key: string }> {
-  const certificate = `${dir}/cert.pem`;
-  const key = `${dir}/key.pem`;
-  const r = await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    certificate,
-    "-days",
-    "30",
-    "-subj",
-    "/CN=localhost",
-    "-addext",
-    "subjectAltName=DNS:localhost,IP:127.0.0.1",
-  ], { timeoutMs: 30_000 });
-  assert.equal(r.code, 0, r.stderr);
-  return { certificate, key };
-}
 
 /** A server with `tls` (required: always unless `tweak` says otherwise) and implicit FTPS. */
 async function startFtps(
@@ -426,26 +400,7 @@ f.quit()
 Deno.test("check shows the certificate, warns before expiry and fails on a name it does not cover", async () => {
   const dir = await Deno.makeTempDir({ prefix: "pn-ftps-" });
   try {
-    const r = await run("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      `${dir}/key.pem`,
-      "-out",
-      `${dir}/cert.pem`,
-      "-days",
-      "5",
-      "-subj",
-      "/CN=ftp.example.net",
-      "-addext",
-      "subjectAltName=DNS:*.example.net",
-    ], { timeoutMs: 30_000 });
-    assert.equal(r.code, 0, r.stderr);
+    await makeCertificate(dir, { cn: "ftp.example.net", names: ["DNS:*.example.net"], days: 5 });
     const check = async (host: string) => {
       await Deno.writeTextFile(
         `${dir}/c.yaml`,
