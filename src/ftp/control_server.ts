@@ -68,6 +68,7 @@ export abstract class ControlServer<S extends ControlSession> {
   readonly throttle: LoginThrottle;
   #listener: Deno.TcpListener | null = null;
   readonly #nodeServers: net.Server[] = [];
+  #handshaking = 0;
   #loop: Promise<void> = Promise.resolve();
   readonly #perAddress = new Map<string, number>();
   readonly #running = new Set<Promise<void>>();
@@ -141,13 +142,18 @@ export abstract class ControlServer<S extends ControlSession> {
   /** Implicit FTPS: TLS from the first byte, within the login deadline. */
   #admitImplicit(socket: net.Socket): void {
     const identity = this.tlsIdentity;
-    if (!identity) return void socket.destroy();
+    // Handshakes in flight count against max_sessions: a flood of stalled
+    // handshakes cannot hold more sockets than sessions could.
+    if (!identity || this.#handshaking + this.sessions.size >= this.config.limits.max_sessions) {
+      return void socket.destroy();
+    }
+    this.#handshaking++;
     tlsHandshake(socket, {
       context: identity.context,
       timeoutMs: this.config.limits.login_timeout_seconds * 1000,
     }).then((conn) => this.#admit(conn), (e) => {
       this.log.debug("implicit TLS handshake failed: {error}", { error: (e as Error).message });
-    });
+    }).finally(() => this.#handshaking--);
   }
 
   /** The certificate sessions use; null without `tls`. */

@@ -504,3 +504,55 @@ print(hashlib.sha256(f.sock.getpeercert(binary_form=True)).hexdigest()); f.close
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("FTPS: a flood of 300 stalled handshakes is bounded and does not stop a real client", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pn-ftps-" });
+  const srv = await startFtps(dir, (c) => {
+    c.limits.login_timeout_seconds = 2;
+    c.limits.max_sessions = 400;
+    c.limits.max_sessions_per_address = 400;
+  });
+  const conns: Deno.TcpConn[] = [];
+  try {
+    const rssBefore = Deno.memoryUsage().rss;
+    for (let i = 0; i < 300; i++) {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port: srv.implicitPort });
+      // Half send garbage, half send nothing at all.
+      if (i % 2) await c.write(new TextEncoder().encode("\x16\x03\x01garbage".repeat(8)));
+      conns.push(c);
+    }
+    const url = `ftps://${USER}:${encodeURIComponent(PASSWORD)}@127.0.0.1:${srv.implicitPort}`;
+    const ok = await run("curl", [...CURL_TLS, `${url}/`]);
+    assert.equal(ok.code, 0, `a real client during the flood: ${ok.stderr}`);
+    const grown = (Deno.memoryUsage().rss - rssBefore) / 2 ** 20;
+    assert.ok(grown < 100, `300 pending handshakes cost ${grown.toFixed(1)} MiB`);
+    // The login deadline ends every stalled handshake.
+    let open = conns.length;
+    const buf = new Uint8Array(64);
+    const deadline = Date.now() + 6000;
+    const untilClosed = async (c: Deno.TcpConn) => {
+      // An alert may come first; the end must follow within the deadline.
+      for (let i = 0; i < 10; i++) {
+        const n = await c.read(buf).catch(() => null);
+        if (n === null) return !expired; // closed by the server, not by the timer below
+      }
+      return false;
+    };
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      conns.forEach((c) => c.close());
+    }, deadline - Date.now());
+    for (const c of conns) if (await untilClosed(c)) open--;
+    clearTimeout(timer);
+    assert.equal(open, 0, "every stalled handshake was closed by the login deadline");
+  } finally {
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await srv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
