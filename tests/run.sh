@@ -12,7 +12,7 @@ fi
 # Debian packages: real FTP clients, a real DNS server, and the NAT lab's tools.
 declare -A pkg_for=(
   [lftp]=lftp [curl]=curl [python3]=python3 [dnsmasq]=dnsmasq-base
-  [nft]=nftables [ip]=iproute2 [vsftpd]=vsftpd [openssl]=openssl
+  [nft]=nftables [ip]=iproute2 [vsftpd]=vsftpd [openssl]=openssl [rclone]=rclone
 )
 missing=()
 for cmd in "${!pkg_for[@]}"; do
