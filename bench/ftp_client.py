@@ -14,6 +14,10 @@ Modes:
                                                   per iteration
   logins HOST PORT USER PASSWORD COUNT            sequential login + QUIT
                                                   (or --max-seconds)
+  tls-logins HOST PORT USER PASSWORD COUNT        the same over FTPS: AUTH TLS
+                                                  (a full handshake each time,
+                                                  certificate not verified),
+                                                  USER, PASS, QUIT
   idle HOST PORT USER PASSWORD COUNT PARALLEL     open COUNT logged-in sessions,
                                                   print, wait for a stdin line,
                                                   close them
@@ -23,6 +27,7 @@ import argparse
 import ftplib
 import json
 import resource
+import ssl
 import sys
 import threading
 import time
@@ -31,9 +36,23 @@ from concurrent.futures import ThreadPoolExecutor
 TIMEOUT = 30.0
 
 
-def connect(host, port, user, password):
-    ftp = ftplib.FTP(timeout=TIMEOUT)
+def unverified_context():
+    """A client context that accepts the benchmark's self-signed certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def connect(host, port, user, password, context=None):
+    """Logs in; with an SSL `context`, over FTPS (AUTH TLS before USER)."""
+    if context is None:
+        ftp = ftplib.FTP(timeout=TIMEOUT)
+    else:
+        ftp = ftplib.FTP_TLS(context=context, timeout=TIMEOUT)
     ftp.connect(host, port)
+    # FTP_TLS.login sends AUTH TLS first; no session is resumed across
+    # connections, so every login pays a full handshake.
     ftp.login(user, password)
     return ftp
 
@@ -139,20 +158,24 @@ def mode_concurrent(a, deadline):
     return {"ok": ok[0], "failures": failures[0], "seconds": seconds}
 
 
-def mode_logins(a, deadline):
+def mode_logins(a, deadline, context=None):
     ok = failures = 0
     start = time.perf_counter()
     for _ in range(a.count):
         if time.monotonic() > deadline or time.perf_counter() - start > a.max_seconds:
             break
         try:
-            ftp = connect(a.host, a.port, a.user, a.password)
+            ftp = connect(a.host, a.port, a.user, a.password, context)
             quit_quietly(ftp)
             ok += 1
         except (OSError, ftplib.Error, EOFError):
             failures += 1
     seconds = time.perf_counter() - start
     return {"ok": ok, "failures": failures, "seconds": seconds}
+
+
+def mode_tls_logins(a, deadline):
+    return mode_logins(a, deadline, unverified_context())
 
 
 def mode_idle(a, deadline):
@@ -192,9 +215,9 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--deadline", type=float, default=600.0, help="seconds for the whole run")
     p.add_argument("--max-seconds", type=float, default=float("inf"),
-                   help="small, logins: stop the measured loop after this long")
+                   help="small, logins, tls-logins: stop the measured loop after this long")
     sub = p.add_subparsers(dest="mode", required=True)
-    for name in ("small", "concurrent", "logins", "idle"):
+    for name in ("small", "concurrent", "logins", "tls-logins", "idle"):
         s = sub.add_parser(name)
         s.add_argument("host")
         s.add_argument("port", type=int)
@@ -215,6 +238,7 @@ def main():
         "small": mode_small,
         "concurrent": mode_concurrent,
         "logins": mode_logins,
+        "tls-logins": mode_tls_logins,
         "idle": mode_idle,
     }[a.mode](a, deadline)
     print(json.dumps(result), flush=True)

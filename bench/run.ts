@@ -11,7 +11,13 @@
  */
 import { parseArgs } from "node:util";
 import { freePort, killClients, runCommand, running, which, within } from "./servers/common.ts";
-import type { BenchServer, BenchUser, Prepared, RunningServer } from "./servers/common.ts";
+import type {
+  BenchServer,
+  BenchUser,
+  Prepared,
+  RunningServer,
+  TlsFiles,
+} from "./servers/common.ts";
 import { ftpSrv } from "./servers/ftp_srv.ts";
 import { pitifulnat } from "./servers/pitifulnat.ts";
 import { pitifulnatProxy } from "./servers/pitifulnat_proxy.ts";
@@ -86,10 +92,44 @@ async function writeDataFile(path: string, bytes: number): Promise<void> {
   }
 }
 
-/** True when workload `w` runs on `server` (both may name the only ones they take). */
+/**
+ * True when workload `w` runs on `server` (both may name the only ones they
+ * take; FTPS workloads run only on servers that can serve TLS).
+ */
 function applies(w: Workload, server: BenchServer): boolean {
   return (!w.servers || w.servers.includes(server.name)) &&
-    (!server.workloads || server.workloads.includes(w.id));
+    (!server.workloads || server.workloads.includes(w.id)) &&
+    (!w.tls || server.tls === true);
+}
+
+/**
+ * Makes the FTPS workloads' self-signed certificate (P-256, 30 days, for
+ * CN=localhost) and its key in `dir`. Returns the files, or why it failed.
+ */
+async function makeCertificate(dir: string): Promise<TlsFiles | string> {
+  if (!await which("openssl")) return "openssl is not installed (apt-get install openssl)";
+  await Deno.mkdir(dir, { recursive: true });
+  const files = { certificate: `${dir}/cert.pem`, key: `${dir}/key.pem` };
+  const out = await runCommand([
+    "openssl",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-days",
+    "30",
+    "-subj",
+    "/CN=localhost",
+    "-keyout",
+    files.key,
+    "-out",
+    files.certificate,
+  ], { timeoutMs: 30_000 }).catch((e) => ({ code: -1, stderr: String(e) }));
+  if (out.code !== 0) return `openssl req failed: ${out.stderr.trim().slice(0, 300)}`;
+  return files;
 }
 
 // ---- machine limits ------------------------------------------------------
@@ -264,11 +304,7 @@ async function main(): Promise<number> {
     console.error(`unknown server or workload: ${[...unknown, ...unknownW].join(", ")}`);
     return 2;
   }
-  const workloads = WORKLOADS.filter((w) => !wantedW || wantedW.includes(w.id));
-  // A server none of the chosen workloads runs on is not even prepared.
-  const servers = ALL_SERVERS.filter((s) =>
-    (!wanted || wanted.includes(s.name)) && workloads.some((w) => applies(w, s))
-  );
+  let workloads = WORKLOADS.filter((w) => !wantedW || wantedW.includes(w.id));
 
   const loadBefore = await loadAverage();
   const startedAt = performance.now();
@@ -305,9 +341,30 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
 
+  const skipped: string[] = [];
   try {
     await Deno.chmod(root, 0o755);
     await Deno.chmod(uploads, 0o777);
+    // The FTPS workloads' certificate; without one they are left out.
+    let tls: TlsFiles | null = null;
+    const tlsWorkloads = workloads.filter((w) => w.tls);
+    if (tlsWorkloads.length) {
+      const made = await makeCertificate(`${tmp}/tls`);
+      if (typeof made === "string") {
+        const ids = tlsWorkloads.map((w) => w.id).join(", ");
+        skipped.push(`- workloads ${ids} (FTPS): skipped: ${made}`);
+        log(`workloads ${ids}: skipped: ${made}`);
+        workloads = workloads.filter((w) => !w.tls);
+        if (!workloads.length) throw new Error(`no workload left to run: ${made}`);
+      } else {
+        tls = made;
+      }
+    }
+    // A server none of the chosen workloads runs on is not even prepared.
+    const servers = ALL_SERVERS.filter((s) =>
+      (!wanted || wanted.includes(s.name)) && workloads.some((w) => applies(w, s))
+    );
+
     log(`writing test files in ${root} ...`);
     await writeDataFile(`${root}/${FILES.big}`, sizes.bigBytes);
     await writeDataFile(`${root}/${FILES.small}`, FILES.smallBytes);
@@ -320,7 +377,6 @@ async function main(): Promise<number> {
     const loop = await iperf3(values.quick ? 2 : 5);
 
     const entries: Entry[] = [];
-    const skipped: string[] = [];
     let index = 0;
     let pasvNext = PASSIVE_BASE;
     for (const server of servers) {
@@ -357,7 +413,8 @@ async function main(): Promise<number> {
       const m = results.get(name)!;
       m.set(key, [...(m.get(key) ?? []), v]);
     };
-    const startOf = (e: Entry) => (account: boolean): Promise<RunningServer> =>
+    // FTPS workloads get the certificate; every other workload runs plain.
+    const startOf = (e: Entry, w: Workload) => (account: boolean): Promise<RunningServer> =>
       e.server.start({
         dir: e.dir,
         root,
@@ -366,6 +423,7 @@ async function main(): Promise<number> {
         pasvMax: e.pasvMax,
         user,
         account,
+        ...(w.tls && tls ? { tls } : {}),
       });
 
     for (let r = 0; r < rounds && !interrupted; r++) {
@@ -379,11 +437,11 @@ async function main(): Promise<number> {
           const name = e.server.name;
           let server: RunningServer | null = null;
           try {
-            if (!w.ownStart) server = await startOf(e)(true);
+            if (!w.ownStart) server = await startOf(e, w)(true);
             const t0 = performance.now();
             const figures = await w.run({
               server,
-              startServer: startOf(e),
+              startServer: startOf(e, w),
               user,
               root,
               sizes,
@@ -430,9 +488,10 @@ async function main(): Promise<number> {
       `Served files: ${root} (${await fileSystemOf(root)}, read from the page cache); ` +
       `uploads: ${uploads} (${fsType}). ` +
       (fsType === "tmpfs"
-        ? "Uploads land in memory for every server, so workload 2 measures the servers' data " +
-          "paths, not the disk; pitifulnat's fdatasync before 226 costs nothing there, while on " +
-          "a disk its uploads are bound by the disk figure above (the others do not sync)."
+        ? "Uploads land in memory for every server, so the uploads (workloads 2, 8, 9) measure " +
+          "the servers' data paths, not the disk; pitifulnat's fdatasync before 226 costs " +
+          "nothing there, while on a disk its uploads are bound by the disk figure above (the " +
+          "others do not sync)."
         : "Uploads go to this file system: pitifulnat syncs each upload before 226 and is bound " +
           "by the disk figure above; the other servers do not sync."),
       "",

@@ -107,6 +107,11 @@ export interface Workload {
   ownStart?: boolean;
   /** Names of the only servers it runs on; all when absent. */
   servers?: readonly string[];
+  /**
+   * Runs over FTPS: only servers that can (`BenchServer.tls`) take part, and
+   * they are started with the run's certificate, requiring TLS.
+   */
+  tls?: boolean;
   metrics: (sizes: Sizes) => Metric[];
   run(ctx: WorkloadContext): Promise<Record<string, number>>;
   /**
@@ -118,6 +123,12 @@ export interface Workload {
 
 const CLIENT = new URL("./ftp_client.py", import.meta.url).pathname;
 const CURL_FORMAT = "%{size_download} %{size_upload} %{time_pretransfer} %{time_total}\\n";
+/**
+ * curl's options for FTPS: AUTH TLS, then PBSZ 0 and PROT P (every data
+ * connection in TLS too), or fail; `--insecure` (`-k`) accepts the run's
+ * self-signed certificate.
+ */
+const CURL_TLS = ["--ssl-reqd", "--insecure"];
 /** Sampling period of server CPU and memory, in milliseconds. */
 const SAMPLE_MS = 10;
 
@@ -212,12 +223,19 @@ function cpuOver(s: Sampler, endedAt: number, seconds: number): number {
   return s.cpuAt(endedAt) - s.cpuAt(endedAt - seconds * 1000);
 }
 
-/** Downloads the big file with curl (EPSV): MB/s and server CPU s/GB. */
-async function measureDownload(ctx: WorkloadContext): Promise<{ mbps: number; cpu: number }> {
+/**
+ * Downloads the big file with curl (EPSV), plus `extra` curl options
+ * (CURL_TLS for FTPS): MB/s and server CPU s/GB.
+ */
+async function measureDownload(
+  ctx: WorkloadContext,
+  extra: string[] = [],
+): Promise<{ mbps: number; cpu: number }> {
   const server = need(ctx);
   const s = sampler(server);
   try {
     const r = await curl([
+      ...extra,
       "--output",
       "/dev/null",
       url(server, ctx.user, FILES.small),
@@ -236,14 +254,21 @@ async function measureDownload(ctx: WorkloadContext): Promise<{ mbps: number; cp
   }
 }
 
-/** Uploads the big file into `upload/` with curl (EPSV): MB/s and server CPU s/GB. */
-async function measureUpload(ctx: WorkloadContext): Promise<{ mbps: number; cpu: number }> {
+/**
+ * Uploads the big file into `upload/` with curl (EPSV), plus `extra` curl
+ * options (CURL_TLS for FTPS): MB/s and server CPU s/GB.
+ */
+async function measureUpload(
+  ctx: WorkloadContext,
+  extra: string[] = [],
+): Promise<{ mbps: number; cpu: number }> {
   const server = need(ctx);
   const name = `${FILES.uploadDir}/${ctx.tag}.bin`;
   const warmup = `${FILES.uploadDir}/${ctx.tag}.warmup`;
   const s = sampler(server);
   try {
     const r = await curl([
+      ...extra,
       "--upload-file",
       `${ctx.root}/${FILES.small}`,
       url(server, ctx.user, warmup),
@@ -369,30 +394,39 @@ const logins: Workload = {
     },
     { key: "cpu", label: "logins, server CPU ms/login", better: "lower", digits: 1 },
   ],
-  async run(ctx) {
-    const server = need(ctx);
-    const s = sampler(server, 20);
-    try {
-      const { result, endedAt } = await client("logins", [
-        "127.0.0.1",
-        server.port,
-        ctx.user.name,
-        ctx.user.password,
-        ctx.sizes.logins,
-      ], ctx.sizes);
-      s.stop();
-      if (result.failures > 0 || result.ok === 0) {
-        throw new Error(`${result.ok} logins, ${result.failures} failures`);
-      }
-      return {
-        rate: result.ok / result.seconds,
-        cpu: (cpuOver(s, endedAt, result.seconds) * 1000) / result.ok,
-      };
-    } finally {
-      s.stop();
-    }
-  },
+  run: (ctx) => measureLogins(ctx, "logins"),
 };
+
+/**
+ * Sequential logins with ftp_client.py in `mode` (`logins`, or `tls-logins`
+ * for FTPS): logins/s and server CPU ms per login over the whole loop.
+ */
+async function measureLogins(
+  ctx: WorkloadContext,
+  mode: "logins" | "tls-logins",
+): Promise<{ rate: number; cpu: number }> {
+  const server = need(ctx);
+  const s = sampler(server, 20);
+  try {
+    const { result, endedAt } = await client(mode, [
+      "127.0.0.1",
+      server.port,
+      ctx.user.name,
+      ctx.user.password,
+      ctx.sizes.logins,
+    ], ctx.sizes);
+    s.stop();
+    if (result.failures > 0 || result.ok === 0) {
+      throw new Error(`${result.ok} logins, ${result.failures} failures`);
+    }
+    return {
+      rate: result.ok / result.seconds,
+      cpu: (cpuOver(s, endedAt, result.seconds) * 1000) / result.ok,
+    };
+  } finally {
+    s.stop();
+  }
+}
 
 const idle: Workload = {
   id: 6,
@@ -593,6 +627,48 @@ const proxy: Workload = {
   },
 };
 
+/**
+ * Workload 9: workloads 1 and 2 over FTPS (AUTH TLS, PBSZ 0, PROT P): the
+ * big file down, then up, on one server process, with curl `--ssl-reqd`.
+ */
+const tlsTransfer: Workload = {
+  id: 9,
+  title: "FTPS download and upload (curl --ssl-reqd, PROT P, EPSV)",
+  tls: true,
+  metrics: (z) => [
+    { key: "down", label: `FTPS download ${gib(z.bigBytes)}, MB/s`, better: "higher", digits: 0 },
+    { key: "downCpu", label: "FTPS download, server CPU s/GB", better: "lower", digits: 3 },
+    { key: "up", label: `FTPS upload ${gib(z.bigBytes)}, MB/s`, better: "higher", digits: 0 },
+    { key: "upCpu", label: "FTPS upload, server CPU s/GB", better: "lower", digits: 3 },
+  ],
+  async run(ctx) {
+    const down = await measureDownload(ctx, CURL_TLS);
+    const up = await measureUpload(ctx, CURL_TLS);
+    return { down: down.mbps, downCpu: down.cpu, up: up.mbps, upCpu: up.cpu };
+  },
+};
+
+/**
+ * Workload 10: workload 5 over FTPS: each new connection does AUTH TLS (a
+ * full handshake: ftplib does not resume sessions across connections), USER,
+ * PASS and QUIT.
+ */
+const tlsLogins: Workload = {
+  id: 10,
+  title: "FTPS sequential logins (ftplib FTP_TLS)",
+  tls: true,
+  metrics: (z) => [
+    {
+      key: "rate",
+      label: `FTPS logins, AUTH TLS + USER + PASS (${z.logins} or ${z.loopSeconds} s), logins/s`,
+      better: "higher",
+      digits: 1,
+    },
+    { key: "cpu", label: "FTPS logins, server CPU ms/login", better: "lower", digits: 1 },
+  ],
+  run: (ctx) => measureLogins(ctx, "tls-logins"),
+};
+
 /** Every workload, in the order they run within a round. */
 export const WORKLOADS: readonly Workload[] = [
   download,
@@ -603,6 +679,8 @@ export const WORKLOADS: readonly Workload[] = [
   idle,
   startup,
   proxy,
+  tlsTransfer,
+  tlsLogins,
 ];
 
 /** Median of finite numbers; NaN when there is none. */

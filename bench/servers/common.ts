@@ -12,6 +12,12 @@ export interface BenchUser {
   password: string;
 }
 
+/** The run's self-signed FTPS certificate and its key (PEM files). */
+export interface TlsFiles {
+  certificate: string;
+  key: string;
+}
+
 /** Where and how to start one server instance. */
 export interface StartOptions {
   /** This server's own temporary directory (config, logs). */
@@ -29,6 +35,12 @@ export interface StartOptions {
    * session process is counted. Off when measuring start-up time.
    */
   account: boolean;
+  /**
+   * FTPS, for the workloads over TLS (9, 10): serve with this certificate
+   * and require TLS for logins and data. Absent for every other workload,
+   * which runs plain.
+   */
+  tls?: TlsFiles;
 }
 
 /** What preparing a server found. */
@@ -52,6 +64,8 @@ export interface BenchServer {
   workloads?: readonly number[];
   /** Passive ports it needs (default 2,100: the idle workload holds 1,000 sessions). */
   passivePorts?: number;
+  /** True when `start` takes `tls`: only such servers run the FTPS workloads. */
+  tls?: boolean;
 }
 
 /** A started server. */

@@ -41,6 +41,7 @@ function bundlePath(dir: string): string {
 /** The server under test. */
 export const pitifulnat: BenchServer = {
   name: "pitifulnat",
+  tls: true,
   async prepare({ dir, user }) {
     // Build the bundle once, so start-up is neither a download nor a build.
     const built = await runCommand(
@@ -72,6 +73,10 @@ export const pitifulnat: BenchServer = {
           limits: { max_sessions: 4000, max_sessions_per_address: 4000 },
           // Its session and transfer lines in a file, as the others keep their logs.
           log: { level: "info", file: `${o.dir}/pitifulnat.log` },
+          // FTPS workloads only: explicit AUTH TLS, required for every login and transfer.
+          ...(o.tls
+            ? { tls: { certificate: o.tls.certificate, key: o.tls.key, required: "always" } }
+            : {}),
         },
         null,
         2,

@@ -11,14 +11,36 @@ import {
   runCommand,
   spawnServer,
   systemPasswordHash,
+  type TlsFiles,
   which,
 } from "./common.ts";
 
 const BIN = "/usr/sbin/vsftpd";
 
+/**
+ * FTPS for the workloads over TLS: logins and data must be encrypted.
+ * `require_ssl_reuse` keeps its default (YES): a data connection must resume
+ * the control connection's TLS session. curl does (workload 9); Python's
+ * ftplib does not and gets `522 SSL connection failed: session reuse
+ * required`, but workload 10 opens no data connection. There is no
+ * `ssl_tlsv1_2` line: Debian 12's vsftpd 3.0.3 does not know it and exits
+ * with code 2, printing nothing; with its defaults and OpenSSL 3, curl and
+ * ftplib get TLS 1.3 (TLS_AES_256_GCM_SHA384), as from pitifulnat.
+ */
+function tlsLines(tls: TlsFiles): string[] {
+  return [
+    "ssl_enable=YES",
+    `rsa_cert_file=${tls.certificate}`,
+    `rsa_private_key_file=${tls.key}`,
+    "force_local_logins_ssl=YES",
+    "force_local_data_ssl=YES",
+  ];
+}
+
 /** vsftpd from the Debian package. */
 export const vsftpd: BenchServer = {
   name: "vsftpd",
+  tls: true,
   async prepare({ user, root }) {
     if (!await which(BIN)) return `${BIN} is not installed (apt-get install vsftpd)`;
     const failed = await ensureSystemUser(user, root);
@@ -64,6 +86,7 @@ export const vsftpd: BenchServer = {
         "seccomp_sandbox=NO",
         "isolate=NO",
         "isolate_network=NO",
+        ...(o.tls ? tlsLines(o.tls) : []),
         "",
       ].join("\n"),
     );
