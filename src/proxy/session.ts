@@ -9,7 +9,8 @@
  */
 import { parseCommand, parseEpsvReply, parsePasvReply } from "../ftp/codec.ts";
 import { closeQuietly, type Connection, hostPort, withTimeout } from "../ftp/connection.ts";
-import { connectActive, NO_DATA_PLAN } from "../ftp/data_setup.ts";
+import { connectActive } from "../ftp/data_connect.ts";
+import { NO_DATA_PLAN } from "../ftp/data_setup.ts";
 import { auth, ccc, pbsz, prot, refuseIfPlain, TLS_FEATURES } from "../ftp/security.ts";
 import type { CommandLine } from "../ftp/line_reader.ts";
 import { type KitDeps, SessionBase } from "../ftp/session_base.ts";
