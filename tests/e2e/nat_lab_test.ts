@@ -48,10 +48,19 @@ const FTPLIB_CLIENT = `
 import ftplib, sys, time
 mode, host, port, user, password = sys.argv[1:6]
 rest = sys.argv[6:]
-f = ftplib.FTP(timeout=10)
+tls = mode.startswith("tls-")
+mode = mode[4:] if tls else mode
+if tls:
+    import ssl
+    ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+    f = ftplib.FTP_TLS(context=ctx, timeout=10)
+else:
+    f = ftplib.FTP(timeout=10)
 f.trust_server_pasv_ipv4_address = True
 f.connect(host, int(port))
 f.login(user, password)
+if tls:
+    f.prot_p()
 if mode == "pasv":
     print(f.sendcmd("PASV"))
 elif mode == "get":
@@ -281,14 +290,20 @@ Deno.test({
         );
       });
 
-      await t.step("lftp with PASV", async () => {
-        const lftp = (command: string) =>
+      await t.step("lftp with PASV, plain and FTPS (GnuTLS, protected data)", async () => {
+        const lftp = (command: string, tls = false) =>
           theLab.exec("cli", "lftp", [
             "-d",
             "-c",
             [
               "set ftp:prefer-epsv no",
-              "set ftp:ssl-allow no",
+              ...(tls
+                ? [
+                  "set ftp:ssl-force true",
+                  "set ftp:ssl-protect-data true",
+                  "set ssl:verify-certificate no",
+                ]
+                : ["set ftp:ssl-allow no"]),
               "set net:max-retries 1",
               "set net:timeout 10",
               "set xfer:clobber on",
@@ -300,6 +315,21 @@ Deno.test({
           "lftp",
           (to) => lftp(`get dl.bin -o ${to}`),
           (as) => lftp(`put ${local}/up.bin -o ${as}`),
+          told(wan),
+        );
+        await checkTransfers(
+          "lftp-ftps",
+          (to) => lftp(`get dl.bin -o ${to}`, true),
+          (as) => lftp(`put ${local}/up.bin -o ${as}`, true),
+          told(wan),
+        );
+      });
+
+      await t.step("Python ftplib.FTP_TLS with PASV and PROT P", async () => {
+        await checkTransfers(
+          "ftplib-ftps",
+          (to) => ftplib("cli", "tls-get", wan, "dl.bin", to),
+          (as) => ftplib("cli", "tls-put", wan, `${local}/up.bin`, as),
           told(wan),
         );
       });
