@@ -77,8 +77,13 @@ export abstract class ControlServer<S extends ControlSession> {
     this.throttle = throttleFromLimits(limits);
   }
 
+  /** What the server shares with its sessions; a reload replaces its settings in place. */
+  protected abstract readonly deps: { config: Config; tls: TlsIdentity | null };
+
   /** The live config: limits are read at each admission. */
-  abstract get config(): Config;
+  get config(): Config {
+    return this.deps.config;
+  }
 
   /** Makes the session for an admitted connection. */
   protected abstract createSession(conn: Connection): S;
@@ -141,7 +146,7 @@ export abstract class ControlServer<S extends ControlSession> {
 
   /** Implicit FTPS: TLS from the first byte, within the login deadline. */
   #admitImplicit(socket: net.Socket): void {
-    const identity = this.tlsIdentity;
+    const identity = this.deps.tls;
     // Handshakes in flight count against max_sessions: a flood of stalled
     // handshakes cannot hold more sockets than sessions could.
     if (!identity || this.#handshaking + this.sessions.size >= this.config.limits.max_sessions) {
@@ -155,9 +160,6 @@ export abstract class ControlServer<S extends ControlSession> {
       this.log.debug("implicit TLS handshake failed: {error}", { error: (e as Error).message });
     }).finally(() => this.#handshaking--);
   }
-
-  /** The certificate sessions use; null without `tls`. */
-  protected abstract get tlsIdentity(): TlsIdentity | null;
 
   async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
     while (true) {

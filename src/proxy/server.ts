@@ -7,7 +7,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/schema.ts";
 import type { Connection } from "../ftp/connection.ts";
 import { ControlServer } from "../ftp/control_server.ts";
-import { identityFrom, type TlsIdentity } from "../ftp/tls.ts";
+import { identityFrom } from "../ftp/tls.ts";
 import { parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { type ProxyDeps, ProxySession } from "./session.ts";
@@ -35,13 +35,13 @@ function depsFrom(
 
 /** A running proxy in front of one upstream FTP server. */
 export class ProxyServer extends ControlServer<ProxySession> {
-  readonly #deps: ProxyDeps;
+  protected readonly deps: ProxyDeps;
 
   /** @throws {TypeError} when the config has no `proxy` section. */
   constructor(config: Config, options: { publicAddress: PublicAddress | null }) {
     const log = getLogger(["pitifulnat", "proxy"]);
     super(log, config.limits);
-    this.#deps = {
+    this.deps = {
       ...depsFrom(config, options.publicAddress),
       log,
       stats: this.stats,
@@ -50,22 +50,13 @@ export class ProxyServer extends ControlServer<ProxySession> {
     };
   }
 
-  /** The live config. */
-  get config(): Config {
-    return this.#deps.config;
-  }
-
-  protected override get tlsIdentity(): TlsIdentity | null {
-    return this.#deps.tls;
-  }
-
   protected override createSession(conn: Connection): ProxySession {
-    return new ProxySession(conn, this.#deps);
+    return new ProxySession(conn, this.deps);
   }
 
   /** New limits, LAN list, public address and upstream, for new sessions and open ones. */
   reload(config: Config, options: { publicAddress: PublicAddress | null }): void {
-    Object.assign(this.#deps, depsFrom(config, options.publicAddress), {
+    Object.assign(this.deps, depsFrom(config, options.publicAddress), {
       tls: identityFrom(config),
     });
   }

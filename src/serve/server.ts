@@ -9,7 +9,7 @@ import type { Config } from "../config/schema.ts";
 import { UserDb } from "../auth/users.ts";
 import type { Connection } from "../ftp/connection.ts";
 import { ControlServer } from "../ftp/control_server.ts";
-import { identityFrom, type TlsIdentity } from "../ftp/tls.ts";
+import { identityFrom } from "../ftp/tls.ts";
 import { type LanNetworks, parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { buildCommandTable } from "./commands.ts";
@@ -17,12 +17,12 @@ import { Session, type SessionDeps } from "./session.ts";
 
 /** A running FTP server. */
 export class FtpServer extends ControlServer<Session> {
-  readonly #deps: SessionDeps;
+  protected readonly deps: SessionDeps;
 
   constructor(config: Config, options: { publicAddress: PublicAddress | null }) {
     const log = getLogger(["pitifulnat", "ftp"]);
     super(log, config.limits);
-    this.#deps = {
+    this.deps = {
       config,
       users: new UserDb(config),
       publicAddress: options.publicAddress,
@@ -35,28 +35,19 @@ export class FtpServer extends ControlServer<Session> {
     };
   }
 
-  /** The live config. */
-  get config(): Config {
-    return this.#deps.config;
-  }
-
   /** The LAN networks in use. */
   get lan(): LanNetworks {
-    return this.#deps.lan;
-  }
-
-  protected override get tlsIdentity(): TlsIdentity | null {
-    return this.#deps.tls;
+    return this.deps.lan;
   }
 
   protected override createSession(conn: Connection): Session {
-    return new Session(conn, this.#deps);
+    return new Session(conn, this.deps);
   }
 
   /** Replaces users, limits, the LAN list and the public address (SIGHUP). */
   reload(config: Config, options: { publicAddress: PublicAddress | null }): void {
     // Sessions share this object, so open sessions see the new settings too.
-    Object.assign(this.#deps, {
+    Object.assign(this.deps, {
       config,
       publicAddress: options.publicAddress,
       users: new UserDb(config),
