@@ -41,12 +41,25 @@ async function startFtps(
   return { ...srv, implicitPort: srv.server.implicitPort };
 }
 
+/** Runs `fn` with an FTPS server ({@linkcode startFtps}, `tweak` applied) and its directory, then cleans up. */
+async function withFtps(
+  tweak: ((c: Config) => void) | null,
+  fn: (srv: TestServer & { implicitPort: number }, dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "pn-ftps-" });
+  const srv = await startFtps(dir, tweak ?? undefined);
+  try {
+    await fn(srv, dir);
+  } finally {
+    await srv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 const CURL_TLS = ["-sS", "--ssl-reqd", "-k", "--max-time", "60"];
 
 Deno.test("FTPS: curl explicit (upload, download, resume) and implicit ftps://", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "pn-ftps-" });
-  const srv = await startFtps(dir);
-  try {
+  await withFtps(null, async (srv, dir) => {
     await writeRandomFile(`${dir}/up.bin`, BIG, 31);
     const want = await sha256File(`${dir}/up.bin`);
     const up = await run("curl", [...CURL_TLS, "-T", `${dir}/up.bin`, `${srv.url}/up.bin`]);
@@ -74,16 +87,11 @@ Deno.test("FTPS: curl explicit (upload, download, resume) and implicit ftps://",
     const implicit = await run("curl", [...CURL_TLS, "-o", `${dir}/implicit.bin`, `${url}/up.bin`]);
     assert.equal(implicit.code, 0, implicit.stderr);
     assert.equal(await sha256File(`${dir}/implicit.bin`), want);
-  } finally {
-    await srv.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("FTPS: lftp (GnuTLS) with ssl-force and protected data, passive and active", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "pn-ftps-" });
-  const srv = await startFtps(dir);
-  try {
+  await withFtps(null, async (srv, dir) => {
     await writeRandomFile(`${dir}/up.bin`, BIG, 32);
     const want = await sha256File(`${dir}/up.bin`);
     const script = [
@@ -101,16 +109,11 @@ Deno.test("FTPS: lftp (GnuTLS) with ssl-force and protected data, passive and ac
     assert.equal(await sha256File(`${srv.root}/up.bin`), want);
     assert.equal(await sha256File(`${dir}/pasv.bin`), want);
     assert.equal(await sha256File(`${dir}/active.bin`), want);
-  } finally {
-    await srv.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("FTPS: Python ftplib.FTP_TLS with prot_p, passive and active", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "pn-ftps-" });
-  const srv = await startFtps(dir);
-  try {
+  await withFtps(null, async (srv, dir) => {
     await writeRandomFile(`${dir}/up.bin`, BIG, 33);
     const want = await sha256File(`${dir}/up.bin`);
     const py = `
@@ -132,10 +135,7 @@ f.quit()
     assert.equal(await sha256File(`${srv.root}/up.bin`), want);
     assert.equal(await sha256File(`${dir}/pasv.bin`), want);
     assert.equal(await sha256File(`${dir}/active.bin`), want);
-  } finally {
-    await srv.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 /** Where Deno keeps the npm package `basic-ftp` this test suite installed. */
@@ -152,9 +152,7 @@ async function basicFtpDir(): Promise<string> {
 // never sees the end of a TLS download of more than a few KB (the same
 // client and server pass under Node.js), which is a client-side matter.
 Deno.test("FTPS: basic-ftp (Node.js) with secure: true and secure: implicit", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "pn-ftps-" });
-  const srv = await startFtps(dir);
-  try {
+  await withFtps(null, async (srv, dir) => {
     await writeRandomFile(`${dir}/up.bin`, 5_000_000, 34);
     const want = await sha256File(`${dir}/up.bin`);
     const script = `
@@ -178,10 +176,7 @@ const { Client } = require(process.argv[1]);
     assert.equal(await sha256File(`${srv.root}/b.bin`), want);
     assert.equal(await sha256File(`${dir}/b-true.bin`), want);
     assert.equal(await sha256File(`${dir}/b-implicit.bin`), want);
-  } finally {
-    await srv.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("FTPS: tls.required refuses plain logins and plain data; RFC 4217 replies", async () => {
@@ -562,9 +557,7 @@ Deno.test("FTPS: a flood of 300 stalled handshakes is bounded and does not stop 
 // last bytes can be lost (seen with other servers too); rclone's own advice
 // is disable_tls13, which this test uses.
 Deno.test("FTPS: rclone syncs a tree both ways with explicit_tls and with implicit tls", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "pn-ftps-" });
-  const srv = await startFtps(dir);
-  try {
+  await withFtps(null, async (srv, dir) => {
     const tree = `${dir}/tree`;
     await Deno.mkdir(`${tree}/a/b`, { recursive: true });
     await Deno.writeTextFile(`${tree}/a/one.txt`, "one\n");
@@ -593,8 +586,5 @@ Deno.test("FTPS: rclone syncs a tree both ways with explicit_tls and with implic
         assert.equal(await sha256File(`${back}/${file}`), await sha256File(`${tree}/${file}`));
       }
     }
-  } finally {
-    await srv.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
