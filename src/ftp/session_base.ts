@@ -266,8 +266,10 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
         seconds: config.limits.ban_seconds,
       });
     }
-    log.warn("session {session}: login failed for {name}", {
+    // addr before the client-chosen name, so a fail2ban filter can anchor on it.
+    log.warn("session {session}: login failed addr={addr} user={name}", {
       ...this.ctx,
+      addr: this.peer,
       name: name.replace(/\p{Cc}/gu, "?").slice(0, 64),
     });
     return this.loginFailures >= config.limits.max_login_failures ||

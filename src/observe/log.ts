@@ -19,11 +19,24 @@ export const DEFAULT_MAX_BYTES = 10 * 1024 * 1024;
 /** Default number of rotated files kept (`file.1` ... `file.5`). */
 export const DEFAULT_KEEP = 5;
 
-const formatter = getTextFormatter({
+const textFormatter = getTextFormatter({
   timestamp: "date-time-tz",
   // Plain values keep lines greppable: user=alice, not user="alice".
   value: (v: unknown) => typeof v === "string" ? v : JSON.stringify(v) ?? String(v),
 });
+
+/**
+ * The text line, ending in ` peer=ADDR:PORT` when the record is about a
+ * client whose address its message does not already name: every session,
+ * login and transfer line says who it was, for grep and fail2ban.
+ */
+export function formatLine(record: LogRecord): string {
+  const line = textFormatter(record);
+  const peer = record.properties.peer;
+  if (typeof peer !== "string" || String(record.rawMessage).includes("{peer}")) return line;
+  return line.endsWith("\n") ? `${line.slice(0, -1)} peer=${peer}\n` : `${line} peer=${peer}`;
+}
+const formatter = formatLine;
 const encoder = new TextEncoder();
 
 function stderrSink(record: LogRecord): void {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { getLogger, type LogRecord, reset } from "@logtape/logtape";
-import { rotateFiles, rotatingFileSink, setupLogging } from "../../src/observe/log.ts";
+import { formatLine, rotateFiles, rotatingFileSink, setupLogging } from "../../src/observe/log.ts";
 
 /** A minimal record; the tests format it themselves. */
 function record(message: string): LogRecord {
@@ -175,4 +175,25 @@ Deno.test("setupLogging writes greppable lines to the rotated file and reconfigu
       assert.ok(Deno.statSync(name).size <= 4096);
     }
   });
+});
+
+Deno.test("a line about a client ends in its peer address, unless the message names it", () => {
+  const withPeer = (rawMessage: string, message: unknown[]): LogRecord => ({
+    ...record(""),
+    rawMessage,
+    message,
+    properties: { session: "s1", peer: "[2001:db8::7]:40602", user: "bob" },
+  });
+  const failed = formatLine(
+    withPeer("session {session}: login failed", ["session ", "s1", ": login failed"]),
+  );
+  assert.match(
+    failed,
+    /\[INF\] pitifulnat·test: session s1: login failed peer=\[2001:db8::7\]:40602\n$/,
+  );
+  const named = formatLine(
+    withPeer("opened from {peer}", ["opened from ", "[2001:db8::7]:40602", ""]),
+  );
+  assert.doesNotMatch(named, /peer=/);
+  assert.doesNotMatch(formatLine(record("no client here")), /peer=/);
 });
