@@ -6,11 +6,13 @@
  * @module
  */
 
+import { accessSync, constants } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import * as z from "zod/mini";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import type { Document, Node as YamlNode, ParsedNode } from "yaml";
 import { loadTlsIdentity, TlsFileError } from "../ftp/tls.ts";
+import { editDistance } from "../text/closest.ts";
 import { type Config, configSchema } from "./schema.ts";
 
 export type { Config } from "./schema.ts";
@@ -67,12 +69,15 @@ export function parseConfig(text: string, options: ParseConfigOptions): Config {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
 
-  const yamlProblems = [...doc.errors, ...doc.warnings].map((error) => {
-    const pos = error.linePos?.[0] ?? { line: 1, col: 1 };
-    const message = error.message.replace(/ at line \d+, column \d+:[\s\S]*$/, "");
-    return { line: pos.line, col: pos.col, text: `YAML syntax error: ${message}` };
-  });
-  if (yamlProblems.length > 0) throw new ConfigError(render(file, yamlProblems));
+  // The first syntax error only: the ones after it are mostly its echoes.
+  const yamlError = doc.errors[0] ?? doc.warnings[0];
+  if (yamlError) {
+    const pos = yamlError.linePos?.[0] ?? { line: 1, col: 1 };
+    const message = yamlError.message.replace(/ at line \d+, column \d+:[\s\S]*$/, "");
+    throw new ConfigError(
+      render(file, [{ line: pos.line, col: pos.col, text: `YAML syntax: ${plainYaml(message)}` }]),
+    );
+  }
 
   let raw: unknown;
   try {
@@ -84,10 +89,13 @@ export function parseConfig(text: string, options: ParseConfigOptions): Config {
 
   const result = configSchema.safeParse(raw, { error: describeIssue });
   if (!result.success) {
-    const problems = result.error.issues.flatMap((issue) =>
-      explainIssue(issue, { doc, lineCounter, raw })
-    );
-    throw new ConfigError(render(file, problems));
+    const source = { doc, lineCounter, raw };
+    const { unknown, others } = withoutEchoes(result.error.issues);
+    const problems = [
+      ...render(file, unknown.flatMap((issue) => explainIssue(issue, source))),
+      ...render(file, others.flatMap((issue) => explainIssue(issue, source))),
+    ];
+    throw new ConfigError(problems);
   }
   return resolvePaths(result.data, options.baseDir ?? dirname(file));
 }
@@ -106,8 +114,18 @@ export async function loadConfig(file: string): Promise<Config> {
     throw new ConfigError([`${file}: cannot read config file: ${describeReadError(error)}`]);
   }
   const config = parseConfig(text, { file, baseDir: resolve(dirname(file)) });
-  if (config.tls) checkTlsFiles(config.tls, { file, text });
+  const source = { file, text };
+  if (config.tls) checkTlsFiles(config.tls, source);
+  if (config.log.file) checkLogFile(config.log.file, source);
   return config;
+}
+
+/** A config error at the key `path`, naming the file, line and column. */
+function errorAt(source: { file: string; text: string }, path: PathSegment[], message: string) {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(source.text, { lineCounter });
+  const { line, col } = lineCounter.linePos(locate(doc, path));
+  return new ConfigError([`${source.file}:${line}:${col}: ${formatPath(path)}: ${message}`]);
 }
 
 /**
@@ -123,11 +141,73 @@ function checkTlsFiles(
     loadTlsIdentity(tls);
   } catch (e) {
     if (!(e instanceof TlsFileError)) throw e;
-    const lineCounter = new LineCounter();
-    const doc = parseDocument(source.text, { lineCounter });
-    const { line, col } = lineCounter.linePos(locate(doc, ["tls", e.key]));
-    throw new ConfigError([`${source.file}:${line}:${col}: tls.${e.key}: ${e.message}`]);
+    throw errorAt(source, ["tls", e.key], e.message);
   }
+}
+
+/**
+ * The log file's folder must exist and be writable: a log that cannot be
+ * written goes to stderr, which under cron means nowhere.
+ */
+function checkLogFile(path: string, source: { file: string; text: string }): void {
+  const folder = dirname(path);
+  let why: string | null = null;
+  try {
+    if (!Deno.statSync(folder).isDirectory) why = `${folder} is not a folder`;
+    else if (!writable(path) && !writable(folder)) why = `${path} cannot be written by this user`;
+  } catch (e) {
+    why = e instanceof Deno.errors.NotFound
+      ? `the folder ${folder} does not exist: create it, writable by the server's user`
+      : `cannot use ${folder}: ${describeReadError(e)}`;
+  }
+  if (why) throw errorAt(source, ["log", "file"], why);
+}
+
+/** Whether this process may write `path` (an existing file, or a folder to create one in). */
+function writable(path: string): boolean {
+  try {
+    accessSync(path, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Library wording of common YAML mistakes, in the words of someone editing a config. */
+const PLAIN_YAML: [RegExp, string][] = [
+  [/^Missing closing "?quote/i, "a quoted value is not closed (a missing quote)"],
+  [/^Tabs are not allowed/i, "indent with spaces, not tabs"],
+  [/must start at the same column/i, "keys of one section must be indented alike"],
+  [/Flow sequence .*end with a \]/i, "a [ list is not closed with ] on the same line"],
+  [/Flow map .*end with a \}/i, "a { mapping is not closed with } on the same line"],
+  [/^Map keys must be unique/i, "a key appears twice in one section"],
+  [
+    /^Nested mappings are not allowed in compact mappings/i,
+    "a value holds a colon and a space: quote it",
+  ],
+  [
+    /^Sequence item without - indicator/i,
+    "a list item is indented differently from the ones before it",
+  ],
+];
+
+function plainYaml(message: string): string {
+  const found = PLAIN_YAML.find(([re]) => re.test(message));
+  return found ? found[1] : message;
+}
+
+/**
+ * Splits the issues into unknown keys (reported first: a misspelt key is
+ * the cause) and the rest, leaving out checks of a mapping that holds an
+ * unknown key: they judged the defaults that stood in for the misspelt key.
+ */
+function withoutEchoes(issues: z.core.$ZodIssue[]) {
+  const unknown = issues.filter((i) => i.code === "unrecognized_keys");
+  const holders = new Set(unknown.map((i) => JSON.stringify(i.path)));
+  const others = issues.filter((i) =>
+    i.code !== "unrecognized_keys" && !(i.code === "custom" && holders.has(JSON.stringify(i.path)))
+  );
+  return { unknown, others };
 }
 
 function describeReadError(error: unknown): string {
@@ -376,26 +456,13 @@ function closest(key: string, known: string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = 3;
   for (const candidate of known) {
-    const distance = levenshtein(key.toLowerCase(), candidate.toLowerCase());
+    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase());
     if (distance < bestDistance) {
       best = candidate;
       bestDistance = distance;
     }
   }
   return best;
-}
-
-function levenshtein(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost);
-    }
-    previous = current;
-  }
-  return previous[b.length];
 }
 
 function resolvePaths(config: Config, baseDir: string): Config {

@@ -162,13 +162,25 @@ const publicAddressSchema = z.strictObject({
     60,
   ),
   ipv6: z._default(z.boolean(), false),
-}).check(z.refine((pa) => (pa.host === undefined) !== (pa.address === undefined), {
-  error: (issue) => {
-    const pa = issue.input as { host?: string };
-    const got = pa.host === undefined ? "neither" : "both";
-    return `expected exactly one of host (a DNS name) or address (an IP address); got ${got}`;
-  },
-}));
+}).check(
+  z.refine((pa) => (pa.host === undefined) !== (pa.address === undefined), {
+    error: (issue) => {
+      const pa = issue.input as { host?: string };
+      const got = pa.host === undefined ? "neither" : "both";
+      return `expected exactly one of host (a DNS name) or address (an IP address); got ${got}`;
+    },
+  }),
+  z.superRefine((pa, ctx) => {
+    if (typeof pa.address !== "string" || pa.address.includes(":") === pa.ipv6) return;
+    ctx.addIssue({
+      code: "custom",
+      path: ["address"],
+      message: pa.ipv6
+        ? "expected an IPv6 address, as ipv6 is true"
+        : "expected an IPv4 address (for an IPv6 one, set public_address.ipv6: true)",
+    });
+  }),
+);
 
 const userSchema = z.strictObject({
   name: z.string().check(

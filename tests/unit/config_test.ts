@@ -170,11 +170,17 @@ Deno.test("unknown keys point at the key and suggest a near one", () => {
 
 Deno.test("YAML syntax errors give file, line and column", () => {
   assert.deepEqual(problemsOf(["lan_networks: [10.0.0.0/8", "allow_fxp: true"]), [
-    "config.yaml:2:1: YAML syntax error: " +
-    "Flow sequence in block collection must be sufficiently indented and end with a ]",
+    "config.yaml:2:1: YAML syntax: a [ list is not closed with ] on the same line",
   ]);
   assert.deepEqual(problemsOf(["banner: a", "banner: b"]), [
-    "config.yaml:2:1: YAML syntax error: Map keys must be unique",
+    "config.yaml:2:1: YAML syntax: a key appears twice in one section",
+  ]);
+  // One plain message, not the library's follow-on errors.
+  assert.deepEqual(problemsOf(["listen:", "\taddress: 1.2.3.4", "\tport: 21"]), [
+    "config.yaml:2:1: YAML syntax: indent with spaces, not tabs",
+  ]);
+  assert.deepEqual(problemsOf(["listen:", '  address: "127.0.0.1', "  port: 21"]), [
+    "config.yaml:4:1: YAML syntax: a quoted value is not closed (a missing quote)",
   ]);
 });
 
@@ -318,7 +324,7 @@ Deno.test("banner must be one short line", () => {
   ]);
 });
 
-Deno.test("every problem is reported, in file order", () => {
+Deno.test("every problem is reported: unknown keys first, then in file order", () => {
   const problems = problemsOf([
     "log:",
     "  level: loud",
@@ -327,9 +333,27 @@ Deno.test("every problem is reported, in file order", () => {
     "  adress: 0.0.0.0",
   ]);
   assert.deepEqual(problems.map((p) => p.split(": ")[0]), [
+    "config.yaml:5:3",
     "config.yaml:2:10",
     "config.yaml:4:9",
-    "config.yaml:5:3",
+  ]);
+});
+
+Deno.test("a misspelt key is the one problem, not the checks its default fails", () => {
+  // min_port defaults to 50000 when min_prot is misspelt: no "not above max_port".
+  assert.deepEqual(problemsOf(["passive:", "  min_prot: 41000", "  max_port: 41050"]), [
+    'config.yaml:2:3: passive.min_prot: unknown key (did you mean "min_port"?)',
+  ]);
+});
+
+Deno.test("an IPv6 public address needs ipv6: true (and the reverse)", () => {
+  assert.deepEqual(problemsOf(["public_address: { address: 2001:db8::5 }"]), [
+    "config.yaml:1:28: public_address.address: expected an IPv4 address (for an IPv6 one, " +
+    'set public_address.ipv6: true); got "2001:db8::5"',
+  ]);
+  assert.deepEqual(problemsOf(["public_address: { address: 203.0.113.5, ipv6: true }"]), [
+    "config.yaml:1:28: public_address.address: expected an IPv6 address, as ipv6 is true; " +
+    'got "203.0.113.5"',
   ]);
 });
 
