@@ -3,103 +3,36 @@
  * parses the command line and dispatches to a command.
  * @module
  */
-import { parseArgs } from "node:util";
-import denoJson from "./deno.json" with { type: "json" };
 import { runCheck } from "./src/cli/check.ts";
+import { type CommandLine, parseCommandLine, UsageError } from "./src/cli/args.ts";
+import { HELP, USAGE, VERSION } from "./src/cli/help.ts";
 import { runHashPassword } from "./src/cli/hash_password.ts";
 import { runProxy } from "./src/cli/proxy.ts";
 import { runServe } from "./src/cli/serve.ts";
 import { runStatus } from "./src/cli/status.ts";
 
-/** The program's version, from deno.json. */
-export const VERSION: string = denoJson.version;
+export { VERSION };
 
-const USAGE = `pitifulnat ${VERSION}: an FTP server and FTP NAT fixer for home routers
-
-Usage: pitifulnat <command> [options]
-
-Commands:
-  serve [--config FILE]          run the FTP server (no config: a read-only demo on 127.0.0.1:2121)
-  proxy [--config FILE]          stand in front of an existing FTP server (proxy.upstream)
-                                 and fix its NAT problems
-  check [--config FILE] [--client ADDR]
-                                 validate the config, resolve the public address, bind the
-                                 passive range; exit 0 only when all is well
-  status [--config FILE] [--url URL]
-                                 print the running server's status snapshot
-  hash-password [--cost N]       read a password and print the hash to paste into the config
-
-Options:
-  -h, --help                     help for a command
-  -V, --version                  print the version
-
-Config lookup: --config FILE, else $PITIFULNAT_CONFIG, else /etc/pitifulnat/config.yaml
-(serve alone falls back to the embedded demo config).
-`;
-
-const HELP: Record<string, string> = {
-  serve: `Usage: pitifulnat serve [--config FILE]
-
-Runs the FTP server. Without a config file (none given, $PITIFULNAT_CONFIG unset and
-/etc/pitifulnat/config.yaml absent) it serves a small demo directory read-only to anonymous
-users on 127.0.0.1:2121. SIGTERM/SIGINT stop it; SIGHUP reloads the config.
-`,
-  proxy: `Usage: pitifulnat proxy [--config FILE]
-
-Runs the NAT-fixing proxy in front of the FTP server named in proxy.upstream (vsftpd, a
-NAS's own). Clients connect to listen.address:port; the proxy relays the control connection,
-answers PASV/EPSV with the announced address and a port from the passive range, connects back
-to active-mode clients itself, and relays the data connections. Needs a config file with a
-proxy section. SIGTERM/SIGINT stop it; SIGHUP reloads the config.
-`,
-  check: `Usage: pitifulnat check [--config FILE] [--client ADDR]
-
-Validates the config, resolves the public address now (printing the answer, the DNS server
-asked and the time taken), tells what a remote and a LAN client would be told in PASV
-replies, and checks that the control port and the passive range can be bound.
---client ADDR prints what that client would be told. Exit code 0 only when all is well.
-`,
-  status: `Usage: pitifulnat status [--config FILE] [--url URL]
-
-Prints the status snapshot of a running server (public address, when and from where it was
-resolved, last error, next refresh, open sessions). Needs status.port in the config.
-`,
-  "hash-password": `Usage: pitifulnat hash-password [--cost N]
-
-Reads a password (prompt without echo on a terminal, else the first line of stdin) and prints
-a salted scrypt hash to paste into the config as a user's password. --cost is log2 of scrypt's
-N, 10-20 (default 12: N=4096, r=8, p=1, 4 MiB and about 8 ms per login on a desktop CPU,
-six times SHA-512-crypt's); each step up doubles memory and time.
-`,
-};
-
-/** Runs the command line; returns the exit code. */
+/** Runs the command line; returns the exit code (2 for a bad command line). */
 export async function main(args: string[]): Promise<number> {
-  let parsed;
+  let line: CommandLine;
   try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        config: { type: "string", short: "c" },
-        client: { type: "string" },
-        url: { type: "string" },
-        cost: { type: "string" },
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "V" },
-      },
-    });
+    line = parseCommandLine(args);
   } catch (e) {
-    console.error(`pitifulnat: ${(e as Error).message}\n\n${USAGE}`);
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`${e.message}\n\n${e.help}`);
     return 2;
   }
-  const { values, positionals } = parsed;
-  const command = positionals[0];
+  return await dispatch(line);
+}
+
+/** Runs a well-formed command line; returns the exit code. */
+async function dispatch({ command, topic, values }: CommandLine): Promise<number> {
   if (values.version) {
     console.log(`pitifulnat ${VERSION} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`);
     return 0;
   }
-  if (!command || (values.help && !HELP[command])) {
+  if (command === undefined) {
     (values.help ? console.log : console.error)(USAGE);
     return values.help ? 0 : 2;
   }
@@ -107,28 +40,10 @@ export async function main(args: string[]): Promise<number> {
     console.log(HELP[command]);
     return 0;
   }
-  if (positionals.length > 1) {
-    console.error(`pitifulnat ${command}: unexpected argument ${positionals[1]}`);
-    return 2;
-  }
-  const allowed: Record<string, string[]> = {
-    serve: ["config"],
-    proxy: ["config"],
-    check: ["config", "client"],
-    status: ["config", "url"],
-    "hash-password": ["cost"],
-  };
-  if (!allowed[command]) {
-    console.error(`pitifulnat: unknown command ${command}\n\n${USAGE}`);
-    return 2;
-  }
-  for (const key of ["config", "client", "url", "cost"] as const) {
-    if (values[key] !== undefined && !allowed[command].includes(key)) {
-      console.error(`pitifulnat ${command}: --${key} is not an option of this command`);
-      return 2;
-    }
-  }
   switch (command) {
+    case "help":
+      console.log(topic === undefined ? USAGE : HELP[topic]);
+      return 0;
     case "serve":
       return await runServe({ config: values.config });
     case "proxy":

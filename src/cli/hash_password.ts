@@ -40,8 +40,12 @@ async function readLine(): Promise<string> {
 /** Runs the command; returns the exit code. */
 export async function runHashPassword(options: { cost?: string } = {}): Promise<number> {
   const cost = options.cost === undefined ? undefined : Number(options.cost);
-  if (cost !== undefined && !(Number.isInteger(cost) && cost >= 10 && cost <= 20)) {
-    console.error(`pitifulnat hash-password: --cost must be an integer from 10 to 20`);
+  // Decimal digits only: Number() alone would take "0x0c", "1e1" and " 12".
+  const digits = options.cost === undefined || /^\d+$/.test(options.cost);
+  if (cost !== undefined && !(digits && Number.isInteger(cost) && cost >= 10 && cost <= 20)) {
+    console.error(
+      `pitifulnat hash-password: --cost must be an integer from 10 to 20, not ${options.cost}`,
+    );
     return 2;
   }
   let password: string;

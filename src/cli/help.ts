@@ -1,0 +1,76 @@
+/**
+ * The command line's help texts: the general usage and each command's.
+ * @module
+ */
+import denoJson from "../../deno.json" with { type: "json" };
+
+/** The program's version, from deno.json. */
+export const VERSION: string = denoJson.version;
+
+/** The general usage, for `pitifulnat --help` and mistakes without a command. */
+export const USAGE = `pitifulnat ${VERSION}: an FTP server and FTP NAT fixer for home routers
+
+Usage: pitifulnat <command> [options]
+
+Commands:
+  serve [--config FILE]          run the FTP server (no config: a read-only demo on 127.0.0.1:2121)
+  proxy [--config FILE]          stand in front of an existing FTP server (proxy.upstream)
+                                 and fix its NAT problems
+  check [--config FILE] [--client ADDR]
+                                 validate the config, resolve the public address, bind the
+                                 passive range; exit 0 only when all is well
+  status [--config FILE] [--url URL]
+                                 print the running server's status snapshot
+  hash-password [--cost N]       read a password and print the hash to paste into the config
+  help [COMMAND]                 print this usage, or a command's help
+
+Options:
+  -h, --help                     help for a command
+  -V, --version                  print the version
+
+Config lookup: --config FILE, else $PITIFULNAT_CONFIG, else /etc/pitifulnat/config.yaml
+(serve alone falls back to the embedded demo config).
+`;
+
+/** Each command's help, for `pitifulnat COMMAND --help`. */
+export const HELP: Record<string, string> = {
+  serve: `Usage: pitifulnat serve [--config FILE]
+
+Runs the FTP server. Without a config file (none given, $PITIFULNAT_CONFIG unset and
+/etc/pitifulnat/config.yaml absent) it serves a small demo directory read-only to anonymous
+users on 127.0.0.1:2121. SIGTERM/SIGINT stop it; SIGHUP reloads the config.
+`,
+  proxy: `Usage: pitifulnat proxy [--config FILE]
+
+Runs the NAT-fixing proxy in front of the FTP server named in proxy.upstream (vsftpd, a
+NAS's own). Clients connect to listen.address:port; the proxy relays the control connection,
+answers PASV/EPSV with the announced address and a port from the passive range, connects back
+to active-mode clients itself, and relays the data connections. Needs a config file with a
+proxy section. SIGTERM/SIGINT stop it; SIGHUP reloads the config.
+`,
+  check: `Usage: pitifulnat check [--config FILE] [--client ADDR]
+
+Validates the config, resolves the public address now (printing the answer, the DNS server
+asked and the time taken), tells what a remote and a LAN client would be told in PASV
+replies, and checks that the control port and the passive range can be bound.
+--client ADDR (an IPv4 or IPv6 address) prints what that client would be told. Exit code 0
+only when all is well.
+`,
+  status: `Usage: pitifulnat status [--config FILE] [--url URL]
+
+Prints the status snapshot of a running server (public address, when and from where it was
+resolved, last error, next refresh, open sessions). Needs status.port in the config, or
+--url, an http:// or https:// URL of the snapshot.
+`,
+  "hash-password": `Usage: pitifulnat hash-password [--cost N]
+
+Reads a password (prompt without echo on a terminal, else the first line of stdin) and prints
+a salted scrypt hash to paste into the config as a user's password. --cost is log2 of scrypt's
+N, 10-20 (default 12: N=4096, r=8, p=1, 4 MiB and about 8 ms per login on a desktop CPU,
+six times SHA-512-crypt's); each step up doubles memory and time.
+`,
+  help: `Usage: pitifulnat help [COMMAND]
+
+Prints the general usage, or COMMAND's help (the same as pitifulnat COMMAND --help).
+`,
+};
