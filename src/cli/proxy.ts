@@ -8,7 +8,8 @@ import { ProxyServer } from "../proxy/server.ts";
 import { loadFromCli } from "./common.ts";
 import { runServer } from "./run_server.ts";
 
-const NO_PROXY = "no proxy section: set proxy.upstream.host (see config.example.yaml)";
+const NO_PROXY = "no proxy section, which proxy needs: set proxy.upstream.host (see " +
+  "config.example.yaml), or run `pitifulnat serve` with this config to serve files";
 
 /** Runs the proxy; resolves with the exit code once it has stopped. */
 export async function runProxy(options: { config?: string }): Promise<number> {

@@ -56,7 +56,7 @@ export async function runServer(
   if (!await startListening(server, { ...options, log })) return 1;
   const startedAt = new Date();
   await current.publicAddress?.start();
-  const status = startStatus(server, { config, current, startedAt });
+  const status = startStatus(server, { config, current, startedAt, log });
   const onHangup = file
     ? () => void reloadConfig(server, { file, validate: options.validate, current, log })
     : null;
@@ -123,19 +123,32 @@ async function startListening(
  */
 function startStatus(
   server: RunnableServer,
-  options: { config: Config; current: Current; startedAt: Date },
+  options: { config: Config; current: Current; startedAt: Date; log: Logger },
 ): Deno.HttpServer | null {
-  const { config, current, startedAt } = options;
-  if (!config.status.port) return null;
-  return serveStatus(
-    { address: config.status.address, port: config.status.port },
-    () =>
-      statusSnapshot(server, {
-        publicAddress: current.publicAddress,
-        version: denoJson.version,
-        startedAt,
-      }),
-  );
+  const { config, current, startedAt, log } = options;
+  const { address, port } = config.status;
+  if (!port) return null;
+  const url = `http://${hostPort(address, port)}/`;
+  try {
+    const http = serveStatus(
+      { address, port },
+      () =>
+        statusSnapshot(server, {
+          publicAddress: current.publicAddress,
+          version: denoJson.version,
+          startedAt,
+        }),
+    );
+    log.info("status on {url} (JSON at /status, metrics at /metrics)", { url });
+    return http;
+  } catch (e) {
+    const why = e instanceof Deno.errors.AddrInUse ? "address in use" : (e as Error).message;
+    log.error("status.port: cannot listen on {url}: {why}; running without status", {
+      url,
+      why,
+    });
+    return null;
+  }
 }
 
 /**
@@ -158,19 +171,63 @@ async function reloadConfig(
     const next = await loadConfig(file);
     const refused = options.validate?.(next);
     if (refused) throw new ConfigError([`${file}: ${refused}`]);
-    await setupLogging(next.log);
-    const nextPa = publicAddressFrom(next);
+    const { config: applied, restartNeeded } = keepRestartOnly(server.config, next);
+    await setupLogging(applied.log);
+    const nextPa = publicAddressFrom(applied);
     await nextPa?.start();
-    server.reload(next, { publicAddress: nextPa });
+    server.reload(applied, { publicAddress: nextPa });
     current.publicAddress?.stop();
     current.publicAddress = nextPa;
-    log.info("reloaded {file}", { file });
+    if (restartNeeded.length === 0) log.info("reloaded {file}", { file });
+    else {
+      log.warn(
+        "reloaded {file}; restart needed for {keys}: they keep their running values until then",
+        { file, keys: restartNeeded.join(", ") },
+      );
+    }
   } catch (e) {
     log.error("reload of {file} failed; keeping the running config:\n{msg}", {
       file,
       msg: (e as Error).message,
     });
   }
+}
+
+/**
+ * The settings a reload cannot change (bound sockets: listen, status, the
+ * implicit-FTPS port, and whether control connections can turn TLS) keep
+ * their running values; returns the config to apply and the keys that
+ * changed but need a restart.
+ */
+export function keepRestartOnly(
+  running: Config,
+  next: Config,
+): { config: Config; restartNeeded: string[] } {
+  const restartNeeded: string[] = [];
+  const keep = <T>(key: string, was: T, now: T): T => {
+    if (was === now) return now;
+    restartNeeded.push(key);
+    return was;
+  };
+  const listen = {
+    address: keep("listen.address", running.listen.address, next.listen.address),
+    port: keep("listen.port", running.listen.port, next.listen.port),
+  };
+  const status = {
+    address: keep("status.address", running.status.address, next.status.address),
+    port: keep("status.port", running.status.port, next.status.port),
+  };
+  let tls = next.tls;
+  if (!running.tls !== !next.tls) tls = keep("tls", running.tls, next.tls);
+  else if (tls && running.tls) {
+    const implicit_port = keep(
+      "tls.implicit_port",
+      running.tls.implicit_port,
+      tls.implicit_port,
+    );
+    tls = { ...tls, implicit_port };
+  }
+  return { config: { ...next, listen, status, tls }, restartNeeded };
 }
 
 /**

@@ -8,16 +8,24 @@ import { FtpServer } from "../serve/server.ts";
 import { loadFromCli } from "./common.ts";
 import { runServer } from "./run_server.ts";
 
+const HAS_PROXY = "this config has a proxy section, which serve does not use: run " +
+  "`pitifulnat proxy` with it, or remove the section to serve files";
+
 /** Runs the server; resolves with the exit code once it has stopped. */
 export async function runServe(options: { config?: string }): Promise<number> {
   const loaded = await loadFromCli(options.config, { allowDefault: true });
   if (!loaded) return 2;
+  if (loaded.config.proxy) {
+    console.error(`pitifulnat serve: ${loaded.file}: ${HAS_PROXY}`);
+    return 2;
+  }
   const demo = loaded.demoDir;
   try {
     return await runServer((config, publicAddress) => new FtpServer(config, { publicAddress }), {
       config: loaded.config,
       file: loaded.file,
       kind: "serve",
+      validate: (next) => next.proxy ? HAS_PROXY : null,
       banner: demo
         ? (url) =>
           `pitifulnat ${denoJson.version}: serving the demo directory ${demo}\n` +

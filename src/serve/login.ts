@@ -38,12 +38,14 @@ export async function pass(s: Session, arg: string) {
     try {
       await j.init();
     } catch (e) {
-      deps.log.error("session {session}: home of {name} is not usable: {error}", {
-        ...s.ctx,
-        name,
-        error: (e as Error).message,
-      });
-      return s.reply(530, "Login incorrect");
+      // The password was right: say so, and what is wrong, not "incorrect".
+      deps.log.error(
+        "session {session}: {name} gave the right password, but the home {home} is not usable: " +
+          "{error}; closing (run pitifulnat check)",
+        { ...s.ctx, name, home: account.home, error: (e as Error).message },
+      );
+      await s.reply(421, "Home directory not available; closing connection");
+      return s.close();
     }
     s.account = account;
     s.jail = j;
