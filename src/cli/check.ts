@@ -1,11 +1,13 @@
 /**
  * `pitifulnat check`: tells an operator in plain words whether their setup
  * will work: the config, the public address (resolved now), what remote and
- * LAN clients are told, and whether the ports can be bound.
+ * LAN clients are told, whether the ports can be bound, whether users can
+ * log in, and what a server already running announces. Each cause that
+ * makes the setup fail has its own exit code ({@linkcode CHECK_EXIT}).
  * @module
  */
 import type { Config } from "../config/schema.ts";
-import { hostPort } from "../ftp/connection.ts";
+import { unreachableFromInternet } from "../nat/address_kind.ts";
 import {
   announceAddress,
   announceInputs,
@@ -14,11 +16,21 @@ import {
   normalizeAddress,
   parseLanNetworks,
 } from "../nat/announce.ts";
-import { probeRange } from "../nat/port_range.ts";
 import type { ResolveResult } from "../nat/public_address.ts";
-import { loadTlsIdentity } from "../ftp/tls.ts";
-import { connectUpstream } from "../proxy/upstream.ts";
+import type { StatusSnapshot } from "../observe/status.ts";
+import {
+  checkCertificate,
+  checkHomes,
+  checkPorts,
+  checkStatusPort,
+  checkUpstream,
+  findRunningServer,
+} from "./check_host.ts";
+import { CHECK_EXIT, type Report } from "./check_report.ts";
 import { loadFromCli, publicAddressFrom } from "./common.ts";
+
+export { CERT_WARN_DAYS, certificateCovers } from "./check_host.ts";
+export { CHECK_EXIT } from "./check_report.ts";
 
 /** A remote address used to show what internet clients are told (RFC 5737). */
 export const SAMPLE_REMOTE = "198.51.100.23";
@@ -42,7 +54,7 @@ function sampleLanClient(local: string, lan: LanNetworks): string {
     const candidate = [...parts.slice(0, 3), parts[3] === "50" ? "51" : "50"].join(".");
     if (isLanAddress(candidate, lan)) return candidate;
   }
-  return "192.168.1.50";
+  return local.includes(":") ? "fd00::50" : "192.168.1.50";
 }
 
 /** A resolver error in plain words. */
@@ -53,70 +65,47 @@ export function plainDnsError(error: string, type: "A" | "AAAA"): string {
   return error;
 }
 
-/** What the check found: lines to print, and the problems that make it fail. */
-interface Report {
-  out: string[];
-  problems: string[];
+/** Whether the listener accepts only this machine's own connections. */
+function isLoopbackListen(config: Config): boolean {
+  const a = normalizeAddress(config.listen.address);
+  return a === "::1" || a.startsWith("127.");
 }
 
 /** Runs the check; prints a report and returns the exit code. */
 export async function runCheck(options: { config?: string; client?: string }): Promise<number> {
   const loaded = await loadFromCli(options.config, { allowDefault: false });
-  if (!loaded) return 2;
+  if (!loaded) return CHECK_EXIT.config;
   const { config } = loaded;
-  const report: Report = { out: [`config: ${loaded.file}: OK`], problems: [] };
+  const report: Report = {
+    out: [`config: ${loaded.file}: OK (${config.proxy ? "proxy" : "serve"})`],
+    warnings: [],
+    problems: [],
+  };
   const lan = parseLanNetworks(config.lan_networks);
+  checkListen(config, report);
+  const running = await findRunningServer(config);
   const publicAddress = await checkPublicAddress(config, { lan, report });
   const local = localAddressFor(config);
   checkAnnouncements(config, { lan, local, publicAddress, client: options.client, report });
-  await checkPorts(config, { local, report });
-  await checkUpstream(config, { report });
+  if (running) reportRunning(running, report);
+  await checkPorts(config, { local, running: running !== null, report });
+  checkStatusPort(config, { running: running !== null, report });
+  if (!config.proxy) await checkHomes(config, report);
+  await checkUpstream(config, report);
   checkCertificate(config, { report, now: new Date() });
-  return printReport(report);
+  return printReport(report, verdict(config, { local, lan }));
 }
 
-/** Days before expiry from which `check` warns about the certificate. */
-export const CERT_WARN_DAYS = 14;
-
-/** Whether a certificate name (`*.example.net` allowed) covers `host`. */
-export function certificateCovers(name: string, host: string): boolean {
-  const n = name.toLowerCase().replace(/\.$/, "");
-  const h = host.toLowerCase().replace(/\.$/, "");
-  if (!n.startsWith("*.")) return n === h;
-  const dot = h.indexOf(".");
-  return dot > 0 && h.slice(dot + 1) === n.slice(2);
-}
-
-/**
- * FTPS: the certificate's subject, names, issuer and expiry; a warning
- * under 14 days left; NOT OK when expired or when the public name is not
- * among its names (clients that verify would refuse it).
- */
-function checkCertificate(config: Config, options: { report: Report; now: Date }): void {
-  const { out, problems } = options.report;
-  if (!config.tls) {
-    out.push("FTPS: not configured (tls in the config): logins and files travel in clear");
-    return;
-  }
-  const id = loadTlsIdentity(config.tls);
-  const days = Math.floor((id.validTo.getTime() - options.now.getTime()) / 86_400_000);
-  out.push(
-    `FTPS certificate ${config.tls.certificate}: subject ${id.subject}; names ` +
-      `${id.names.join(", ") || "(none)"}; issuer ${id.issuer}; expires ` +
-      `${id.validTo.toISOString().slice(0, 10)} (${days} days left); TLS required: ` +
-      config.tls.required,
-  );
-  if (days < 0) problems.push(`the certificate ${config.tls.certificate} has expired`);
-  else if (days < CERT_WARN_DAYS) {
-    out.push(`warning: the certificate expires in ${days} days; renew it, then send SIGHUP`);
-  }
-  const host = config.public_address?.host;
-  if (host && !id.names.some((n) => certificateCovers(n, host))) {
-    problems.push(
-      `the certificate is not valid for ${host} (its names: ${id.names.join(", ") || "none"}): ` +
-        `clients that check certificates will refuse it`,
-    );
-  }
+/** A loopback listener with a public address: no remote client can ever connect. */
+function checkListen(config: Config, report: Report): void {
+  if (!config.public_address || !isLoopbackListen(config)) return;
+  const { address, port } = config.listen;
+  report.problems.push({
+    code: CHECK_EXIT.loopbackListen,
+    text: `listen.address is ${address}: only this machine can connect to port ${port}, so ` +
+      `no port forward can reach it; set listen.address to 0.0.0.0 (or this machine's LAN ` +
+      `address)`,
+  });
 }
 
 /**
@@ -129,40 +118,71 @@ async function checkPublicAddress(
 ): Promise<string | null> {
   const { out } = options.report;
   const pa = config.public_address;
-  const refresher = publicAddressFrom(config);
   if (!pa) {
     out.push("public address: not configured (public_address in the config)");
     return null;
   }
   if (pa.address) {
     out.push(`public address: ${pa.address} (fixed in the config)`);
+    judgePublic(pa.address, { what: "public_address.address", ...options });
     return pa.address;
   }
-  const r = await refresher!.resolveNow();
-  refresher!.stop();
-  if (r.ok && r.address) {
-    reportResolved(pa.host!, { result: r, lan: options.lan, report: options.report });
-    return r.address;
+  const refresher = publicAddressFrom(config)!;
+  const r = await refresher.resolveNow();
+  refresher.stop();
+  if (!r.ok || !r.address) {
+    reportUnresolved(pa.host!, { result: r, ipv6: pa.ipv6, report: options.report });
+    return null;
   }
-  reportUnresolved(pa.host!, { result: r, ipv6: pa.ipv6, report: options.report });
-  return null;
+  options.report.out.push(
+    `public address: ${pa.host} -> ${r.address} (DNS server ${r.dnsServer}, ` +
+      `${r.ms.toFixed(1)} ms)`,
+  );
+  judgePublic(r.address, { what: pa.host!, ...options });
+  if (pa.dns_server) await compareSystemResolver(config, { answer: r.address, ...options });
+  return r.address;
 }
 
-/** A host name that resolved; an answer inside the LAN is a problem. */
-function reportResolved(
-  host: string,
-  options: { result: ResolveResult; lan: LanNetworks; report: Report },
+/** A public address inside the LAN, or one the internet cannot reach, is a problem. */
+function judgePublic(
+  address: string,
+  options: { what: string; lan: LanNetworks; report: Report },
 ): void {
-  const { result: r, report } = options;
-  report.out.push(
-    `public address: ${host} -> ${r.address} (DNS server ${r.dnsServer}, ${r.ms.toFixed(1)} ms)`,
-  );
-  if (isLanAddress(r.address!, options.lan)) {
-    report.problems.push(
-      `${host} resolves to ${r.address}, which is a LAN address: remote clients cannot ` +
-        `reach it (a LAN DNS override? set public_address.dns_server to a public resolver)`,
-    );
+  const { what, report } = options;
+  const unreachable = unreachableFromInternet(address);
+  if (unreachable) {
+    report.problems.push({ code: CHECK_EXIT.publicAddress, text: `${what}: ${unreachable.text}` });
+  } else if (isLanAddress(address, options.lan)) {
+    report.problems.push({
+      code: CHECK_EXIT.publicAddress,
+      text: `${what} is ${address}, which is in lan_networks: remote clients cannot reach it ` +
+        `(a LAN DNS override? set public_address.dns_server to a public resolver)`,
+    });
   }
+}
+
+/**
+ * Split horizon: with a `dns_server`, asks the system resolver too and,
+ * when the answers differ, says which one internet clients see.
+ */
+async function compareSystemResolver(
+  config: Config,
+  options: { answer: string; report: Report },
+): Promise<void> {
+  const pa = config.public_address!;
+  const system = publicAddressFrom({
+    ...config,
+    public_address: { ...pa, dns_server: undefined },
+  })!;
+  const r = await system.resolveNow();
+  system.stop();
+  if (!r.ok || !r.address || r.address === options.answer) return;
+  options.report.warnings.push(
+    `${pa.host} resolves differently here: the system resolver says ${r.address}, ` +
+      `${pa.dns_server} says ${options.answer} (split horizon). pitifulnat announces ` +
+      `${options.answer}; clients on the internet see what public DNS says, so make sure ` +
+      `${pa.dns_server} is a public resolver`,
+  );
 }
 
 /** A host name that did not resolve, with the resolver's error in plain words. */
@@ -176,10 +196,18 @@ function reportUnresolved(
     `public address: ${host} -> not resolved (DNS server ${r.dnsServer}, ` +
       `${r.ms.toFixed(1)} ms): ${why}`,
   );
-  report.problems.push(
-    `cannot resolve ${host} (DNS server ${r.dnsServer}): ${why}; until it resolves, ` +
-      `remote clients are told the LAN address and their passive transfers fail`,
-  );
+  report.problems.push({
+    code: CHECK_EXIT.unresolved,
+    text: `cannot resolve ${host} (DNS server ${r.dnsServer}): ${why}; a fresh start tells ` +
+      `remote clients the LAN address until it resolves, and their passive transfers fail`,
+  });
+}
+
+/** "a.b.c.d (why)", or what happens instead when PASV has no address to give. */
+function told(a: { address: string | null; reason: string }): string {
+  if (a.address) return `${a.address} (${a.reason})`;
+  return `no PASV address (${a.reason}); EPSV names only a port, so the client connects ` +
+    `to the address it already uses`;
 }
 
 /**
@@ -205,89 +233,62 @@ function checkAnnouncements(
       }),
       lan,
     );
-  const remote = tell(SAMPLE_REMOTE);
   const lanClient = sampleLanClient(local, lan);
-  const lanTold = tell(lanClient);
-  report.out.push(
-    `a remote client (e.g. ${SAMPLE_REMOTE}) is told: ${remote.address} (${remote.reason})`,
-  );
-  report.out.push(
-    `a LAN client (e.g. ${lanClient}) is told: ${lanTold.address} (${lanTold.reason})`,
-  );
-  // Only when the public address did not already explain it.
-  if (remote.address && isLanAddress(remote.address, lan) && !report.problems.length) {
-    report.problems.push(
-      `remote clients would be told ${remote.address}, a LAN address: passive transfers from ` +
-        `the internet will fail; set public_address (host or address)`,
+  if (config.public_address) {
+    report.out.push(
+      `a remote client (e.g. ${SAMPLE_REMOTE}) is told: ${told(tell(SAMPLE_REMOTE))}`,
     );
   }
+  report.out.push(`a LAN client (e.g. ${lanClient}) is told: ${told(tell(lanClient))}`);
   if (options.client) {
-    const told = tell(options.client);
-    report.out.push(`client ${options.client} is told: ${told.address} (${told.reason})`);
+    report.out.push(`client ${options.client} is told: ${told(tell(options.client))}`);
   }
 }
 
-/**
- * Reports whether the control port and the passive range can be bound, and
- * what the router must forward to `local`.
- */
-async function checkPorts(
-  config: Config,
-  options: { local: string; report: Report },
-): Promise<void> {
-  const { out, problems } = options.report;
-  const { address, port } = config.listen;
-  try {
-    const l = Deno.listen({ hostname: address, port });
-    l.close();
-    out.push(`control port ${address}:${port}: can be bound`);
-  } catch (e) {
-    if (e instanceof Deno.errors.AddrInUse) {
-      out.push(`control port ${address}:${port}: in use (is pitifulnat already running?)`);
-    } else {
-      problems.push(`control port ${address}:${port} cannot be bound: ${(e as Error).message}`);
-    }
+/** What the server already running says it announces, beside what a fresh start would. */
+function reportRunning(s: StatusSnapshot, report: Report): void {
+  const pa = s.publicAddress;
+  const since = `pitifulnat ${s.version} on ${s.listen}, up since ${s.startedAt}`;
+  if (!pa.address) {
+    report.out.push(`running server: ${since}; it has no public address yet`);
+  } else {
+    report.out.push(
+      `running server: ${since}; it tells remote clients ${pa.address}` +
+        (pa.fixed ? " (fixed in its config)" : ` (resolved at ${pa.resolvedAt ?? "never"})`),
+    );
   }
-  const { min_port, max_port } = config.passive;
-  const probe = await probeRange({ hostname: address, min: min_port, max: max_port });
-  out.push(
-    `passive ports ${min_port}-${max_port}: ${probe.bindable} of ${probe.tried} tried can be ` +
-      `bound` + (probe.failed.length ? ` (busy: ${probe.failed.slice(0, 10).join(", ")})` : ""),
-  );
-  if (probe.bindable === 0) {
-    problems.push(`no passive port in ${min_port}-${max_port} can be bound`);
-  }
-  out.push(
-    `router: forward TCP ${port} and ${min_port}-${max_port} to this machine (${options.local})`,
-  );
-}
-
-/** Proxy mode: reports whether the upstream server answers and accepts sessions. */
-async function checkUpstream(config: Config, options: { report: Report }): Promise<void> {
-  if (!config.proxy) return;
-  const { out, problems } = options.report;
-  const { host, port } = config.proxy.upstream;
-  const label = hostPort(host, port);
-  const timeoutMs = config.proxy.connect_timeout_seconds * 1000;
-  try {
-    const { control, greeting } = await connectUpstream({ host, port }, { timeoutMs });
-    control.close();
-    const last = greeting[greeting.length - 1];
-    const banner = greeting.flatMap((r) => r.lines).join(" / ");
-    out.push(`proxy upstream ${label} (${control.host}): ${banner}`);
-    if (last.code !== 220) problems.push(`upstream ${label} refuses sessions: ${last.lines[0]}`);
-  } catch (e) {
-    problems.push(`proxy upstream ${label} unreachable: ${(e as Error).message}`);
+  if (pa.lastError && pa.address) {
+    report.warnings.push(
+      `the running server's lookups fail since ${pa.lastErrorAt} (${pa.lastError}); it keeps ` +
+        `announcing the last good address ${pa.address}`,
+    );
   }
 }
 
-/** Prints the report and the verdict; returns the exit code. */
-function printReport(report: Report): number {
+/** The closing line when nothing is wrong. */
+function verdict(config: Config, options: { local: string; lan: LanNetworks }): string {
+  if (config.public_address) {
+    return "OK: remote and LAN clients will be told reachable addresses";
+  }
+  if (isLoopbackListen(config)) {
+    return `OK (this machine only): listen.address ${config.listen.address} accepts only ` +
+      `connections from this machine`;
+  }
+  return `OK (LAN only): no public_address, so only LAN clients are served (told ` +
+    `${options.local}); to serve the internet, set public_address (host or address)`;
+}
+
+/** Prints the report and the verdict; returns the exit code (the lowest problem's). */
+function printReport(report: Report, ok: string): number {
   console.log(report.out.join("\n"));
-  if (report.problems.length) {
-    console.log(`\nNOT OK:\n${report.problems.map((p) => `- ${p}`).join("\n")}`);
-    return 1;
+  if (report.warnings.length) {
+    console.log(`\n${report.warnings.map((w) => `warning: ${w}`).join("\n")}`);
   }
-  console.log("\nOK: remote and LAN clients will be told reachable addresses");
-  return 0;
+  if (report.problems.length) {
+    const lines = report.problems.map((p) => `- ${p.text} (exit ${p.code})`);
+    console.log(`\nNOT OK:\n${lines.join("\n")}`);
+    return Math.min(...report.problems.map((p) => p.code));
+  }
+  console.log(`\n${ok}`);
+  return CHECK_EXIT.ok;
 }

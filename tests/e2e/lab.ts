@@ -264,8 +264,8 @@ export const ADDR = {
   lan: "10.0.0.3",
 } as const;
 
-/** The FTP control port and passive range the server router forwards. */
-export const FORWARD = { control: 2121, min: 50000, max: 50020 } as const;
+/** The FTP control port, implicit FTPS port and passive range the server router forwards. */
+export const FORWARD = { control: 2121, implicit: 990, min: 50000, max: 50020 } as const;
 
 /** The lab's namespaces by role. */
 export type Role = "cli" | "crt" | "inet" | "srt" | "srv" | "lan";
@@ -298,7 +298,7 @@ export async function labPrerequisites(): Promise<string[]> {
  * ```
  * cli 192.168.10.2 ── crt (masquerade) 198.51.100.10 ─┐
  *                                                      inet bridge 198.51.100.1 (dnsmasq)
- * srv 10.0.0.2 ─┬─ srt 10.0.0.1 (DNAT 2121, 50000-50020) 198.51.100.20 ─┘
+ * srv 10.0.0.2 ─┬─ srt 10.0.0.1 (DNAT 2121, 990, 50000-50020) 198.51.100.20 ─┘
  * lan 10.0.0.3 ─┘
  * ```
  *
@@ -484,7 +484,7 @@ export class NatLab {
       `table ip pitifulnat_lab {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
-    iifname "wan" tcp dport { ${FORWARD.control}, ${FORWARD.min}-${FORWARD.max} } dnat to ${ADDR.srv}
+    iifname "wan" tcp dport { ${FORWARD.control}, ${FORWARD.implicit}, ${FORWARD.min}-${FORWARD.max} } dnat to ${ADDR.srv}
   }
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;

@@ -52,13 +52,13 @@ Deno.test("check: a config error names file, line, column and key", async () => 
     const file = `${dir}/bad.yaml`;
     await Deno.writeTextFile(file, "listen:\n  address: 127.0.0.1\n  prot: 21\n");
     const r = await pn(["check", "--config", file]);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 3, "check's exit code for a config error");
     assert.match(
       r.stderr,
       new RegExp(`${file}:3:3: listen\\.prot: unknown key \\(did you mean "port"\\?\\)`),
     );
     const missing = await pn(["check", "--config", `${dir}/nope.yaml`]);
-    assert.equal(missing.code, 2);
+    assert.equal(missing.code, 3);
     assert.match(missing.stderr, /no config file found; tried: --config .*nope\.yaml/);
   } finally {
     await Deno.remove(dir, { recursive: true });

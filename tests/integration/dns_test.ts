@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { parsePasvReply } from "../../src/ftp/codec.ts";
 import { PublicAddress } from "../../src/nat/public_address.ts";
+import { startInBackground } from "../helpers/program.ts";
 import { RawClient } from "../helpers/raw.ts";
 import { PASSWORD, run, startServer, USER } from "../helpers/server.ts";
 import { type Dnsmasq, findProgram, freeLoopbackPort, isCi, startDnsmasq } from "../e2e/lab.ts";
@@ -138,12 +139,22 @@ async function check(dir: string, config: string) {
   return { ...r, out: r.stdout + r.stderr };
 }
 
-async function checkConfig(host: string, dnsPort: number): Promise<string> {
-  const controlPort = await freeLoopbackPort();
+/** An address no test contacts, outside every special range, so check can call it public. */
+const PUBLIC = "5.6.7.8";
+
+/** A config check judges meant for the internet: listening beyond loopback, with a public name. */
+async function checkConfig(
+  host: string,
+  dnsPort: number,
+  options: { controlPort?: number; extra?: string[] } = {},
+): Promise<string> {
+  const controlPort = options.controlPort ?? await freeLoopbackPort();
   return [
-    `listen: { address: 127.0.0.1, port: ${controlPort} }`,
+    `listen: { address: 0.0.0.0, port: ${controlPort} }`,
     "passive: { min_port: 41000, max_port: 41009 }",
-    `public_address: { host: ${host}, dns_server: "127.0.0.1:${dnsPort}" }`,
+    `public_address: { host: ${host}, dns_server: "127.0.0.1:${dnsPort}", refresh_seconds: 5 }`,
+    'anonymous: { enabled: true, home: "." }',
+    ...options.extra ?? [],
     "",
   ].join("\n");
 }
@@ -153,19 +164,89 @@ Deno.test({
   ignore,
   async fn() {
     requireDnsmasq();
-    await withDnsmasq(`${FIRST} ${NAME}\n`, async (_dns, port, dir) => {
+    const docName = "example-range.example.test";
+    await withDnsmasq(`${PUBLIC} ${NAME}\n${FIRST} ${docName}\n`, async (_dns, port, dir) => {
       const ok = await check(dir, await checkConfig(NAME, port));
       assert.equal(ok.code, 0, ok.out);
-      assert.match(ok.out, new RegExp(`${NAME} -> ${FIRST.replaceAll(".", "\\.")}`));
+      assert.match(ok.out, new RegExp(`${NAME} -> ${PUBLIC.replaceAll(".", "\\.")}`));
       assert.match(ok.out, new RegExp(`DNS server 127\\.0\\.0\\.1:${port}`));
-      assert.match(ok.out, new RegExp(`remote client .* is told: ${FIRST.replaceAll(".", "\\.")}`));
+      assert.match(
+        ok.out,
+        new RegExp(`remote client .* is told: ${PUBLIC.replaceAll(".", "\\.")}`),
+      );
+
+      // A name that resolves to an example address (RFC 5737) cannot be reached.
+      const doc = await check(dir, await checkConfig(docName, port));
+      assert.equal(doc.code, 5, doc.out);
+      assert.match(doc.out, /203\.0\.113\.7 is in a documentation range/);
 
       const bad = await check(dir, await checkConfig("nowhere.example.test", port));
-      assert.equal(bad.code, 1, bad.out);
+      assert.equal(bad.code, 6, bad.out);
       assert.match(bad.out, /cannot resolve nowhere\.example\.test/);
       assert.match(bad.out, /nowhere\.example\.test -> not resolved .*: the name has no A record/);
       assert.match(bad.out, new RegExp(`DNS server 127\\.0\\.0\\.1:${port}`));
       assert.match(bad.out, /NOT OK/);
+    });
+  },
+});
+
+Deno.test({
+  name: "dns: check beside a running server whose lookups fail says what it still announces",
+  ignore,
+  async fn() {
+    requireDnsmasq();
+    await withDnsmasq(`${PUBLIC} ${NAME}\n`, async (dns, port, dir) => {
+      const control = await freeLoopbackPort();
+      const status = await freeLoopbackPort();
+      const config = `${dir}/running.yaml`;
+      await Deno.writeTextFile(
+        config,
+        await checkConfig(NAME, port, {
+          controlPort: control,
+          extra: [`status: { port: ${status} }`],
+        }),
+      );
+      const server = await startInBackground(Deno.execPath(), [
+        "run",
+        "-A",
+        MAIN,
+        "serve",
+        "--config",
+        config,
+      ], {
+        cwd: dir,
+        port: control,
+      });
+      try {
+        await dns.setHosts("");
+        // Bounded: the server retries within refresh_seconds (5 s) of its last lookup.
+        const until = Date.now() + 15_000;
+        let lastError = null;
+        while (!lastError && Date.now() < until) {
+          await sleep(200);
+          const snap = await (await fetch(`http://127.0.0.1:${status}/status`)).json();
+          lastError = snap.publicAddress.lastError;
+        }
+        assert.ok(lastError, "the running server saw its lookup fail within 15 s");
+        const r = await run(Deno.execPath(), ["run", "-A", MAIN, "check", "--config", config], {
+          cwd: REPO,
+          timeoutMs: 60_000,
+        });
+        const out = r.stdout + r.stderr;
+        assert.equal(r.code, 6, out);
+        assert.match(out, /running server: pitifulnat .* it tells remote clients 5\.6\.7\.8/);
+        assert.match(
+          out,
+          /warning: the running server's lookups fail since .*it keeps announcing the last good address 5\.6\.7\.8/,
+        );
+        assert.match(out, /control port 0\.0\.0\.0:\d+: in use by the running server/);
+        assert.match(
+          out,
+          /cannot resolve myhome\.example\.test .*a fresh start tells remote clients the LAN address/,
+        );
+      } finally {
+        await server.stop();
+      }
     });
   },
 });

@@ -423,7 +423,7 @@ Deno.test("check shows the certificate, warns before expiry and fails on a name 
     const bad = await check("home.example.org");
     assert.match(
       bad,
-      /NOT OK:[\s\S]*the certificate is not valid for home\.example\.org \(its names: \*\.example\.net\)/,
+      /NOT OK:[\s\S]*the certificate is not valid for home\.example\.org \(its names: \*\.example\.net\).*\(exit 11\)/,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -431,14 +431,16 @@ Deno.test("pitifulnat proxy and check, as programs, with the config a user write
     listen: number,
     upstreamPort: number,
     statusPort?: number,
+    // check judges a loopback listener or an example address unreachable.
+    forCheck = false,
   ) => {
     const passive = freePort();
     await Deno.writeTextFile(
       `${dir}/${name}`,
       [
-        `listen: { address: 127.0.0.1, port: ${listen} }`,
+        `listen: { address: ${forCheck ? "0.0.0.0" : "127.0.0.1"}, port: ${listen} }`,
         `passive: { min_port: ${passive}, max_port: ${passive} }`,
-        "public_address: { address: 203.0.113.7 }",
+        `public_address: { address: ${forCheck ? "5.6.7.8" : "203.0.113.7"} }`,
         statusPort ? `status: { port: ${statusPort} }` : "",
         "proxy:",
         `  upstream: { host: 127.0.0.1, port: ${upstreamPort} }`,
@@ -449,14 +451,14 @@ Deno.test("pitifulnat proxy and check, as programs, with the config a user write
     return `${dir}/${name}`;
   };
   try {
-    const good = await writeConfig("good.yaml", freePort(), up.port);
+    const good = await writeConfig("good.yaml", freePort(), up.port, undefined, true);
     const checked = await run("deno", ["run", "-A", main, "check", "--config", good]);
     assert.equal(checked.code, 0, checked.stdout + checked.stderr);
     assert.match(checked.stdout, /proxy upstream 127\.0\.0\.1:\d+ .*220-Welcome to the upstream/);
 
-    const bad = await writeConfig("bad.yaml", freePort(), DOWN_PORT);
+    const bad = await writeConfig("bad.yaml", freePort(), DOWN_PORT, undefined, true);
     const failed = await run("deno", ["run", "-A", main, "check", "--config", bad]);
-    assert.equal(failed.code, 1, failed.stdout);
+    assert.equal(failed.code, 12, failed.stdout);
     assert.match(failed.stdout, /proxy upstream 127\.0\.0\.1:\d+ unreachable/);
 
     /**
