@@ -6,7 +6,7 @@
  * @module
  */
 
-import ipaddr from "ipaddr.js";
+import { unreachableFromInternet } from "./address_kind.ts";
 import { getLogger } from "@logtape/logtape";
 import { normalizeAddress } from "./announce.ts";
 
@@ -108,16 +108,6 @@ const FAILURE_LOG_INTERVAL_MS = 3_600_000;
 const JITTER = 0.1;
 /** Abort reason of a lookup cut short by stop(): not a failure. */
 const STOPPED = new Error("stopped");
-
-/** Answers in these ranges cannot be reached from the internet. */
-const UNREACHABLE_RANGES = new Set([
-  "private",
-  "loopback",
-  "linkLocal",
-  "uniqueLocal",
-  "carrierGradeNat",
-  "unspecified",
-]);
 
 function systemResolver(
   name: string,
@@ -531,14 +521,13 @@ export class PublicAddress {
       }
     }
     if (address !== this.#warnedUnreachable) {
-      const range = ipaddr.parse(address).range();
-      if (UNREACHABLE_RANGES.has(range)) {
+      const unreachable = unreachableFromInternet(address);
+      if (unreachable) {
         this.#warnedUnreachable = address;
-        logger.warn(
-          "{host} resolved to {address}, a {range} address: remote clients cannot reach it; " +
-            "check the DNS record (or the router is behind carrier-grade NAT)",
-          { ...props, range },
-        );
+        logger.warn("{host} resolved to {address}, which cannot work: {why}", {
+          ...props,
+          why: unreachable.text,
+        });
       } else {
         this.#warnedUnreachable = null;
       }
