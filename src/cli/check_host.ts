@@ -4,9 +4,9 @@
  * server that may already be running.
  * @module
  */
-import { accessSync, constants } from "node:fs";
 import type { Config } from "../config/schema.ts";
 import { hostPort, withTimeout } from "../ftp/connection.ts";
+import { canCreateIn, canList } from "../fs/access.ts";
 import { loadTlsIdentity } from "../ftp/tls.ts";
 import { probeRange } from "../nat/port_range.ts";
 import type { StatusSnapshot } from "../observe/status.ts";
@@ -226,16 +226,6 @@ export function checkStatusPort(
   }
 }
 
-/** Whether this process may access `path` as `mode` (node:fs access: no side effects). */
-function mayAccess(path: string, mode: number): boolean {
-  try {
-    accessSync(path, mode);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Why a home cannot serve the permissions it is given, or null when it can. */
 async function homeProblem(home: string, permissions: readonly string[]): Promise<string | null> {
   let info: Deno.FileInfo;
@@ -245,11 +235,11 @@ async function homeProblem(home: string, permissions: readonly string[]): Promis
     return e instanceof Deno.errors.NotFound ? "does not exist" : (e as Error).message;
   }
   if (!info.isDirectory) return "is not a directory";
-  if (!mayAccess(home, constants.R_OK | constants.X_OK)) {
+  if (!canList(home)) {
     return "is not readable by this user";
   }
   const writes = permissions.some((p) => p !== "read");
-  if (writes && !mayAccess(home, constants.W_OK)) {
+  if (writes && !canCreateIn(home)) {
     return `is not writable by this user, but the permissions (${permissions.join(", ")}) ` +
       `need it`;
   }
@@ -270,13 +260,12 @@ export async function checkHomes(config: Config, report: Report): Promise<void> 
   if (anonymous.enabled && anonymous.home) {
     homes.push({ who: "anonymous", home: anonymous.home, perms: anonymous.permissions });
   }
-  const uid = Deno.uid();
   for (const { who, home, perms } of homes) {
     const problem = await homeProblem(home, perms);
     if (problem) {
       report.problems.push({
         code: CHECK_EXIT.home,
-        text: `the home of ${who}, ${home}, ${problem}` + (uid === null ? "" : ` (uid ${uid})`),
+        text: `the home of ${who}, ${home}, ${problem}`,
       });
     }
   }

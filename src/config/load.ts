@@ -6,11 +6,11 @@
  * @module
  */
 
-import { accessSync, constants } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import * as z from "zod/mini";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import type { Document, Node as YamlNode, ParsedNode } from "yaml";
+import { canAppend, canCreateIn } from "../fs/access.ts";
 import { loadTlsIdentity, TlsFileError } from "../ftp/tls.ts";
 import { editDistance } from "../text/closest.ts";
 import { type Config, configSchema } from "./schema.ts";
@@ -154,23 +154,15 @@ function checkLogFile(path: string, source: { file: string; text: string }): voi
   let why: string | null = null;
   try {
     if (!Deno.statSync(folder).isDirectory) why = `${folder} is not a folder`;
-    else if (!writable(path) && !writable(folder)) why = `${path} cannot be written by this user`;
+    else if (!(exists(path) ? canAppend(path) : canCreateIn(folder))) {
+      why = `${path} cannot be written by this user`;
+    }
   } catch (e) {
     why = e instanceof Deno.errors.NotFound
       ? `the folder ${folder} does not exist: create it, writable by the server's user`
       : `cannot use ${folder}: ${describeReadError(e)}`;
   }
   if (why) throw errorAt(source, ["log", "file"], why);
-}
-
-/** Whether this process may write `path` (an existing file, or a folder to create one in). */
-function writable(path: string): boolean {
-  try {
-    accessSync(path, constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Library wording of common YAML mistakes, in the words of someone editing a config. */
@@ -208,6 +200,15 @@ function withoutEchoes(issues: z.core.$ZodIssue[]) {
     i.code !== "unrecognized_keys" && !(i.code === "custom" && holders.has(JSON.stringify(i.path)))
   );
   return { unknown, others };
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function describeReadError(error: unknown): string {
