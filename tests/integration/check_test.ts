@@ -408,3 +408,20 @@ Deno.test({
     });
   },
 });
+
+Deno.test("check's exit codes are all documented: README's table and check --help", async () => {
+  const readme = await Deno.readTextFile(`${REPO}/README.md`);
+  const { HELP } = await import("../../src/cli/help.ts");
+  for (const [name, code] of Object.entries(CHECK_EXIT)) {
+    assert.match(
+      readme,
+      new RegExp(`^\\|\\s+${code} \\| `, "m"),
+      `README row for ${name} (${code})`,
+    );
+    assert.match(
+      HELP.check,
+      new RegExp(`[ ;(]${code} [A-Za-z]`),
+      `check --help names ${name} (${code})`,
+    );
+  }
+});
