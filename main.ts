@@ -51,7 +51,7 @@ async function dispatch({ command, topic, values }: CommandLine): Promise<number
     case "check":
       return await runCheck({ config: values.config, client: values.client });
     case "status":
-      return await runStatus({ config: values.config, url: values.url });
+      return await runStatus({ config: values.config, url: values.url, json: values.json });
     default:
       return await runHashPassword({ cost: values.cost });
   }

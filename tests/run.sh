@@ -14,7 +14,7 @@ declare -A pkg_for=(
   [lftp]=lftp [curl]=curl [python3]=python3 [dnsmasq]=dnsmasq-base
   [nft]=nftables [ip]=iproute2 [vsftpd]=vsftpd [openssl]=openssl [rclone]=rclone
   [flock]=util-linux [runuser]=util-linux [fuser]=psmisc [useradd]=passwd
-  [systemd-analyze]=systemd [fail2ban-regex]=fail2ban
+  [systemd-analyze]=systemd [fail2ban-regex]=fail2ban [chromium]=chromium
 )
 missing=()
 for cmd in "${!pkg_for[@]}"; do

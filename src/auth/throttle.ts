@@ -50,6 +50,16 @@ export class LoginThrottle {
     return left > 0 ? left : 0;
   }
 
+  /** The addresses banned now, with the milliseconds each has left. */
+  bans(): { addr: string; msLeft: number }[] {
+    const now = this.#opts.now();
+    const out: { addr: string; msLeft: number }[] = [];
+    for (const [addr, e] of this.#entries) {
+      if (e.bannedUntil > now) out.push({ addr, msLeft: e.bannedUntil - now });
+    }
+    return out;
+  }
+
   /** Records a failed login; returns true when this failure starts a ban. */
   fail(addr: string): boolean {
     const now = this.#opts.now();

@@ -10,13 +10,14 @@ import { closest } from "../text/closest.ts";
 import { HELP, USAGE } from "./help.ts";
 
 /** An option's name, as parseArgs reports it. */
-type OptionName = "config" | "client" | "url" | "cost" | "help" | "version";
+type OptionName = "config" | "client" | "url" | "json" | "cost" | "help" | "version";
 
 /** Every option of every command, for parseArgs. */
 const OPTIONS: Record<OptionName, { type: "string" | "boolean"; short?: string }> = {
   config: { type: "string", short: "c" },
   client: { type: "string" },
   url: { type: "string" },
+  json: { type: "boolean" },
   cost: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -27,7 +28,7 @@ const COMMAND_OPTIONS: Record<string, OptionName[]> = {
   serve: ["config"],
   proxy: ["config"],
   check: ["config", "client"],
-  status: ["config", "url"],
+  status: ["config", "url", "json"],
   "hash-password": ["cost"],
   help: [],
 };
@@ -40,6 +41,7 @@ export interface Values {
   config?: string;
   client?: string;
   url?: string;
+  json?: boolean;
   cost?: string;
   help?: boolean;
   version?: boolean;

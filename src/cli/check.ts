@@ -28,42 +28,12 @@ import {
 } from "./check_host.ts";
 import { CHECK_EXIT, type Report } from "./check_report.ts";
 import { loadFromCli, publicAddressFrom } from "./common.ts";
+import { localAddressFor, plainDnsError, SAMPLE_REMOTE, sampleLanClient } from "../nat/explain.ts";
+
+export { plainDnsError, SAMPLE_REMOTE };
 
 export { CERT_WARN_DAYS, certificateCovers } from "./check_host.ts";
 export { CHECK_EXIT } from "./check_report.ts";
-
-/** A remote address used to show what internet clients are told (RFC 5737). */
-export const SAMPLE_REMOTE = "198.51.100.23";
-
-/** The address LAN clients reach the server at, as the server would see it. */
-function localAddressFor(config: Config): string {
-  const listen = normalizeAddress(config.listen.address);
-  if (listen !== "0.0.0.0" && listen !== "::") return listen;
-  try {
-    const found = Deno.networkInterfaces().find((i) =>
-      i.family === "IPv4" && !i.address.startsWith("127.")
-    );
-    if (found) return found.address;
-  } catch { /* no --allow-sys: fall back */ }
-  return "127.0.0.1";
-}
-
-function sampleLanClient(local: string, lan: LanNetworks): string {
-  const parts = local.split(".");
-  if (parts.length === 4) {
-    const candidate = [...parts.slice(0, 3), parts[3] === "50" ? "51" : "50"].join(".");
-    if (isLanAddress(candidate, lan)) return candidate;
-  }
-  return local.includes(":") ? "fd00::50" : "192.168.1.50";
-}
-
-/** A resolver error in plain words. */
-export function plainDnsError(error: string, type: "A" | "AAAA"): string {
-  if (/no records found|NotFound|NXDOMAIN/i.test(error)) return `the name has no ${type} record`;
-  if (/timed out|TimedOut/i.test(error)) return "the DNS server did not answer in time";
-  if (/refused|ConnectionRefused/i.test(error)) return "the DNS server refused the query";
-  return error;
-}
 
 /** Whether the listener accepts only this machine's own connections. */
 function isLoopbackListen(config: Config): boolean {
@@ -254,7 +224,9 @@ function reportRunning(s: StatusSnapshot, report: Report): void {
   } else {
     report.out.push(
       `running server: ${since}; it tells remote clients ${pa.address}` +
-        (pa.fixed ? " (fixed in its config)" : ` (resolved at ${pa.resolvedAt ?? "never"})`),
+        (pa.source === "fixed"
+          ? " (fixed in its config)"
+          : ` (resolved at ${pa.resolvedAt ?? "never"})`),
     );
   }
   if (pa.lastError && pa.address) {

@@ -19,7 +19,7 @@ Commands:
   check [--config FILE] [--client ADDR]
                                  validate the config, resolve the public address, bind the
                                  passive range; exit 0 only when all is well
-  status [--config FILE] [--url URL]
+  status [--config FILE] [--url URL] [--json]
                                  print the running server's status snapshot
   hash-password [--cost N]       read a password and print the hash to paste into the config
   help [COMMAND]                 print this usage, or a command's help
@@ -64,11 +64,13 @@ used (in use, needs privileges, passive range holds the control port); 8 status 
 be bound; 9 nobody can log in; 10 a home is missing or not readable/writable; 11 FTPS
 certificate expired or not for the public name; 12 proxy upstream unreachable or refusing.
 `,
-  status: `Usage: pitifulnat status [--config FILE] [--url URL]
+  status: `Usage: pitifulnat status [--config FILE] [--url URL] [--json]
 
-Prints the status snapshot of a running server (public address, when and from where it was
-resolved, last error, next refresh, open sessions). Needs status.port in the config, or
---url, an http:// or https:// URL of the snapshot.
+Prints what the status page shows, for a terminal: the public address (where it came from,
+when it was resolved, the last error, its changes), what remote and LAN clients are told,
+open sessions with their transfers, recent transfers, failed logins and bans. --json prints
+the snapshot as the server's /status serves it. Needs status.port in the config, or --url,
+an http:// or https:// URL of the snapshot.
 `,
   "hash-password": `Usage: pitifulnat hash-password [--cost N]
 

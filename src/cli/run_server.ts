@@ -13,17 +13,20 @@ import { hostPort } from "../ftp/connection.ts";
 import type { ControlSession, ServerStats } from "../ftp/control_server.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { setupLogging } from "../observe/log.ts";
-import { serveStatus, statusSnapshot } from "../observe/status.ts";
+import { type Health, serveStatus } from "../observe/http.ts";
+import { type SnapshotSource, statusSnapshot } from "../observe/status.ts";
 import { publicAddressFrom } from "./common.ts";
 
 /** What both FtpServer and ProxyServer offer. */
-export interface RunnableServer {
+export interface RunnableServer extends SnapshotSource {
   readonly config: Config;
   readonly sessions: ReadonlySet<ControlSession>;
   readonly stats: ServerStats;
   start(): Promise<Deno.NetAddr>;
   reload(config: Config, options: { publicAddress: PublicAddress | null }): void;
   close(options: { graceMs?: number }): Promise<void>;
+  /** Why a new client would get no session now, or null. */
+  readonly notAccepting: string | null;
 }
 
 /** What a SIGHUP reload replaces while the server runs. */
@@ -53,14 +56,21 @@ export async function runServer(
   const unguard = guardUnhandledRejections(log);
   const current: Current = { publicAddress: publicAddressFrom(config) };
   const server = make(config, current.publicAddress);
-  if (!await startListening(server, { ...options, log })) return 1;
+  // Listening for signals before binding: a SIGTERM right after start stops cleanly.
+  const signals = stopSignals({
+    onHangup: file
+      ? () => void reloadConfig(server, { file, validate: options.validate, current, log })
+      : null,
+  });
+  if (!await startListening(server, { ...options, log })) {
+    signals.remove();
+    return 1;
+  }
   const startedAt = new Date();
   await current.publicAddress?.start();
-  const status = startStatus(server, { config, current, startedAt, log });
-  const onHangup = file
-    ? () => void reloadConfig(server, { file, validate: options.validate, current, log })
-    : null;
-  const sig = await untilStopSignal({ onHangup });
+  const status = startStatus(server, { config, current, startedAt, log, kind: options.kind });
+  const sig = await signals.stopped;
+  signals.remove();
   log.info("{sig}: stopping", { sig });
   await server.close({ graceMs: server.config.limits.shutdown_grace_seconds * 1000 });
   current.publicAddress?.stop();
@@ -123,23 +133,33 @@ async function startListening(
  */
 function startStatus(
   server: RunnableServer,
-  options: { config: Config; current: Current; startedAt: Date; log: Logger },
+  options: {
+    config: Config;
+    current: Current;
+    startedAt: Date;
+    log: Logger;
+    kind: "serve" | "proxy";
+  },
 ): Deno.HttpServer | null {
   const { config, current, startedAt, log } = options;
   const { address, port } = config.status;
   if (!port) return null;
   const url = `http://${hostPort(address, port)}/`;
   try {
-    const http = serveStatus(
-      { address, port },
-      () =>
-        statusSnapshot(server, {
-          publicAddress: current.publicAddress,
-          version: denoJson.version,
-          startedAt,
-        }),
-    );
-    log.info("status on {url} (JSON at /status, metrics at /metrics)", { url });
+    const http = serveStatus({ address, port }, {
+      users: () => server.config.status.users ?? [],
+      handlers: {
+        snapshot: () =>
+          statusSnapshot(server, {
+            publicAddress: current.publicAddress,
+            version: denoJson.version,
+            startedAt,
+            mode: options.kind,
+          }),
+        health: () => Promise.resolve(health(server, current.publicAddress)),
+      },
+    });
+    log.info("status page on {url} (JSON /status, metrics /metrics, health /health)", { url });
     return http;
   } catch (e) {
     const why = e instanceof Deno.errors.AddrInUse ? "address in use" : (e as Error).message;
@@ -149,6 +169,19 @@ function startStatus(
     });
     return null;
   }
+}
+
+/**
+ * `/health`: ok when the control port accepts sessions now and the
+ * public address is known (or none is configured: LAN only).
+ */
+function health(server: RunnableServer, pa: PublicAddress | null): Health {
+  const refused = server.notAccepting;
+  if (refused) return { ok: false, text: refused };
+  if (!pa) return { ok: true, text: "ok: accepting connections (LAN only: no public address)" };
+  const known = pa.current();
+  if (!known) return { ok: false, text: "the public address is not known yet" };
+  return { ok: true, text: `ok: accepting connections, telling remote clients ${known}` };
 }
 
 /**
@@ -231,10 +264,13 @@ export function keepRestartOnly(
 }
 
 /**
- * Resolves with the signal once SIGTERM or SIGINT arrives; until then
- * SIGHUP calls `onHangup` (when given). Removes its listeners either way.
+ * `stopped` resolves with the signal once SIGTERM or SIGINT arrives; until
+ * then SIGHUP calls `onHangup` (when given). `remove` takes the listeners
+ * away.
  */
-async function untilStopSignal(options: { onHangup: (() => void) | null }): Promise<string> {
+function stopSignals(
+  options: { onHangup: (() => void) | null },
+): { stopped: Promise<string>; remove(): void } {
   const { promise: stopped, resolve: stop } = Promise.withResolvers<string>();
   const handlers: [Deno.Signal, () => void][] = [
     ["SIGTERM", () => stop("SIGTERM")],
@@ -242,7 +278,10 @@ async function untilStopSignal(options: { onHangup: (() => void) | null }): Prom
   ];
   if (options.onHangup) handlers.push(["SIGHUP", options.onHangup]);
   for (const [sig, fn] of handlers) Deno.addSignalListener(sig, fn);
-  const sig = await stopped;
-  for (const [s, fn] of handlers) Deno.removeSignalListener(s, fn);
-  return sig;
+  return {
+    stopped,
+    remove: () => {
+      for (const [s, fn] of handlers) Deno.removeSignalListener(s, fn);
+    },
+  };
 }

@@ -1,49 +1,84 @@
 /**
  * `pitifulnat status`: fetch the running server's status snapshot from its
- * loopback status port and print it readably.
+ * status port and print it for a terminal (or as JSON).
  * @module
  */
 import { hostPort } from "../ftp/connection.ts";
 import type { StatusSnapshot } from "../observe/status.ts";
 import { loadFromCli } from "./common.ts";
 
-/** Renders a snapshot for a terminal. */
-export function renderStatus(s: StatusSnapshot): string {
+/** "12.3 MB", "45 KB", "2 B" */
+function mb(bytes: number): string {
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  return bytes >= 1e3 ? `${Math.round(bytes / 1e3)} KB` : `${bytes} B`;
+}
+
+/** The public address and what clients are told. */
+function addressLines(s: StatusSnapshot): string[] {
   const pa = s.publicAddress;
-  const lines = [
-    `pitifulnat ${s.version}, listening on ${s.listen}, up since ${s.startedAt}`,
-    `public address: ${pa.address ?? "(not resolved yet)"}` +
-    (pa.fixed ? " (fixed in config)" : pa.host ? ` from ${pa.host} via ${pa.dnsServer}` : ""),
-  ];
-  if (!pa.fixed && pa.host) {
+  const from = pa.source === "fixed"
+    ? " (fixed in config)"
+    : pa.source === "dns"
+    ? ` from ${pa.host} via ${pa.dnsServer}`
+    : " (none configured: LAN only)";
+  const lines = [`public address: ${pa.address ?? "(not known yet)"}${from}`];
+  if (pa.unreachable) lines.push(`  cannot work: ${pa.unreachable}`);
+  if (pa.source === "dns") {
     lines.push(
       `  resolved at: ${pa.resolvedAt ?? "never"}; next refresh: ${pa.nextRefreshAt ?? "-"}`,
+      `  lookups: ${pa.resolutions.ok} ok, ${pa.resolutions.failed} failed` +
+        (pa.lastError ? `; failing since ${pa.lastErrorAt}: ${pa.lastError}` : ""),
     );
-    lines.push(
-      `  resolutions: ${pa.resolutions.ok} ok, ${pa.resolutions.failed} failed` +
-        (pa.lastError ? `; last error at ${pa.lastErrorAt}: ${pa.lastError}` : ""),
-    );
+    for (const h of pa.history.slice(-5)) lines.push(`  ${h.at}: ${h.from ?? "-"} -> ${h.to}`);
   }
   lines.push(
-    `transfers: ${s.stats.transfers}; bytes in ${s.stats.bytesIn}, out ${s.stats.bytesOut}; ` +
-      `logins ${s.stats.loginsOk} ok, ${s.stats.loginsFailed} failed`,
+    `remote clients are told: ${s.told.remote.address ?? "(no PASV address)"} ` +
+      `(${s.told.remote.reason})`,
+    `LAN clients are told: ${s.told.lan.address ?? "(no PASV address)"} (${s.told.lan.reason})`,
   );
-  lines.push(`sessions: ${s.sessions.length}`);
+  return lines;
+}
+
+/** Renders a snapshot for a terminal. */
+export function renderStatus(s: StatusSnapshot): string {
+  const ftps = s.ftps.enabled
+    ? `FTPS on (required: ${s.ftps.required}` +
+      (s.ftps.implicitPort ? `, implicit on ${s.ftps.implicitPort})` : ")")
+    : "FTPS off";
+  const lines = [
+    `pitifulnat ${s.version} (${s.mode}) on ${s.listen}, up ${s.uptimeSeconds} s since ` +
+    `${s.startedAt}; ${ftps}; passive ${s.passive.min}-${s.passive.max}`,
+    ...addressLines(s),
+    `transfers: ${s.stats.transfers}; in ${mb(s.stats.bytesIn)}, out ${mb(s.stats.bytesOut)}; ` +
+    `logins ${s.stats.loginsOk} ok, ${s.stats.loginsFailed} failed`,
+    `sessions: ${s.sessions.length}`,
+  ];
   for (const x of s.sessions) {
+    const t = x.transfer;
+    const tls = x.tls.control ? (x.tls.data ? "tls+data" : "tls") : "plain";
     lines.push(
-      `  ${x.id} ${x.peer} user=${x.user ?? "-"} since ${x.since}` +
-        ` tls=${
-          x.tls ? `${x.tls.control ? "control" : "none"}${x.tls.data ? "+data" : ""}` : "none"
-        }` +
-        (x.transfer ? ` [${x.transfer}]` : ""),
+      `  ${x.id} ${x.peer} user=${x.user ?? "-"} since ${x.since} idle ${x.idleSeconds} s ${tls}` +
+        (t
+          ? ` [${t.verb} ${t.path}: ${mb(t.bytes)}` +
+            (t.size ? ` of ${mb(t.size)}` : "") + `, ${mb(t.rate)}/s]`
+          : ""),
     );
+  }
+  for (const b of s.bans) lines.push(`banned: ${b.addr} for ${b.secondsLeft} s more`);
+  const failures = s.loginFailures.slice(-5);
+  if (failures.length) {
+    lines.push("failed logins (last 5):");
+    for (const f of failures) lines.push(`  ${f.at} ${f.addr} user=${f.user}`);
   }
   return lines.join("\n");
 }
 
 /** Runs the command; returns the exit code. */
-export async function runStatus(options: { config?: string; url?: string }): Promise<number> {
+export async function runStatus(
+  options: { config?: string; url?: string; json?: boolean },
+): Promise<number> {
   let url = options.url;
+  let where = url ?? "";
   if (!url) {
     const loaded = await loadFromCli(options.config, { allowDefault: false });
     if (!loaded) return 2;
@@ -54,15 +89,28 @@ export async function runStatus(options: { config?: string; url?: string }): Pro
       );
       return 2;
     }
-    url = `http://${hostPort(address, port)}/status`;
+    // A server listening on every address answers on loopback without a password.
+    const host = address === "0.0.0.0" ? "127.0.0.1" : address === "::" ? "::1" : address;
+    where = hostPort(host, port);
+    url = `http://${where}/status`;
   }
+  let res: Response;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    console.log(renderStatus(await res.json() as StatusSnapshot));
-    return 0;
+    res = await fetch(url, { signal: AbortSignal.timeout(5000) });
   } catch (e) {
-    console.error(`pitifulnat status: cannot read ${url}: ${(e as Error).message}`);
+    const refused = /refused|ECONNREFUSED|os error 111/i.test(String((e as Error)?.cause ?? e));
+    console.error(
+      refused
+        ? `pitifulnat status: no server is running on ${where} (nothing answers there)`
+        : `pitifulnat status: cannot read ${url}: ${(e as Error).message}`,
+    );
     return 1;
   }
+  if (!res.ok) {
+    console.error(`pitifulnat status: ${url} answered HTTP ${res.status}`);
+    return 1;
+  }
+  const text = await res.text();
+  console.log(options.json ? text : renderStatus(JSON.parse(text) as StatusSnapshot));
+  return 0;
 }

@@ -182,14 +182,9 @@ const publicAddressSchema = z.strictObject({
   }),
 );
 
-const userSchema = z.strictObject({
-  name: z.string().check(
-    z.minLength(1, { error: "expected a non-empty user name" }),
-    z.refine((name) => !/[\s:\p{Cc}]/u.test(name), {
-      error: "expected a user name without spaces, colons or control characters",
-    }),
-  ),
-  password: z.string().check(z.superRefine((password, ctx) => {
+/** A password hash from `pitifulnat hash-password` (never a clear-text password). */
+function passwordHash() {
+  return z.string().check(z.superRefine((password, ctx) => {
     if (!password.startsWith("scrypt$")) {
       ctx.addIssue({
         code: "custom",
@@ -203,7 +198,17 @@ const userSchema = z.strictObject({
           "expected a password hash of the form scrypt$N$r$p$salt$hash from `pitifulnat hash-password`",
       });
     }
-  })),
+  }));
+}
+
+const userSchema = z.strictObject({
+  name: z.string().check(
+    z.minLength(1, { error: "expected a non-empty user name" }),
+    z.refine((name) => !/[\s:\p{Cc}]/u.test(name), {
+      error: "expected a user name without spaces, colons or control characters",
+    }),
+  ),
+  password: passwordHash(),
   home: pathString("a home directory path"),
   permissions: permissionList(),
 });
@@ -268,10 +273,36 @@ const logSchema = z.strictObject({
   keep: z._default(intIn(0, 100), 5),
 });
 
+/** Whether an address accepts only this machine's own connections. */
+function isLoopback(address: string): boolean {
+  return address === "::1" || address.startsWith("127.");
+}
+
+/**
+ * The status page and endpoints: loopback only unless `users` are given,
+ * who then log in with HTTP Basic from anywhere else.
+ */
 const statusSchema = z.strictObject({
   address: z._default(ipAddress(), "127.0.0.1"),
   port: z.optional(intIn(1, 65535)),
-});
+  users: z.optional(z.array(z.strictObject({
+    name: z.string().check(
+      z.refine((name) => /^[^\s:\p{Cc}]+$/u.test(name), {
+        error: "expected a user name without spaces, colons or control characters",
+      }),
+    ),
+    password: passwordHash(),
+  }))),
+}).check(z.superRefine((status, ctx) => {
+  if (typeof status.address !== "string" || isLoopback(status.address)) return;
+  if (Array.isArray(status.users) && status.users.length > 0) return;
+  ctx.addIssue({
+    code: "custom",
+    path: ["address"],
+    message: "expected status.users (a name and a password hash) when the status page is " +
+      "open beyond loopback: it shows who is connected and from where",
+  });
+}));
 
 /**
  * FTPS (explicit AUTH TLS, and implicit on its own port). The files are

@@ -19,6 +19,23 @@ import {
   writeAll,
 } from "./connection.ts";
 import { NodeConnection, tlsHandshake, type TlsIdentity } from "./tls.ts";
+import { Activity } from "../observe/activity.ts";
+
+/** What the status snapshot reads of a transfer in progress. */
+export interface RunningTransfer {
+  readonly ended: Promise<void>;
+  /** One line for the terminal: the command, what it names, the bytes so far. */
+  describe(): string;
+  /** The command, its path, its direction, bytes so far, the size when known, and its start. */
+  live(): {
+    verb: string;
+    path: string;
+    direction: "in" | "out";
+    bytes: number;
+    size: number | null;
+    startedAt: number;
+  };
+}
 
 /** What the accept loop and the status snapshot need of a session. */
 export interface ControlSession {
@@ -35,7 +52,11 @@ export interface ControlSession {
   /** True when data connections are TLS (PROT P). */
   readonly protectData: boolean;
   /** The running transfer, if any. */
-  readonly transfer: { readonly ended: Promise<void>; describe(): string } | null;
+  readonly transfer: RunningTransfer | null;
+  /** `Date.now()` of the last command. */
+  readonly lastActivity: number;
+  /** Passive ports the session holds a listener on. */
+  readonly listeningPorts: number[];
   /** Serves the connection until it ends. */
   run(): Promise<void>;
   /** Tells the client 421 with `text` and ends the session. */
@@ -64,11 +85,14 @@ export abstract class ControlServer<S extends ControlSession> {
     bytesOut: 0,
     transfers: 0,
   };
+  /** Recent transfers, failed logins and throughput, for the status page. */
+  readonly activity: Activity = new Activity();
   /** Failed logins per client address; kept across reloads, so a reload lifts no ban. */
   readonly throttle: LoginThrottle;
   #listener: Deno.TcpListener | null = null;
   readonly #nodeServers: net.Server[] = [];
   #handshaking = 0;
+  #accepting = false;
   #loop: Promise<void> = Promise.resolve();
   readonly #perAddress = new Map<string, number>();
   readonly #running = new Set<Promise<void>>();
@@ -97,6 +121,7 @@ export abstract class ControlServer<S extends ControlSession> {
     const { address, port } = this.config.listen;
     this.#listener = Deno.listen({ hostname: address, port, transport: "tcp" });
     this.#loop = this.#acceptLoop(this.#listener);
+    this.activity.start(() => this.bytesMoved());
     return this.#listener.addr as Deno.NetAddr;
   }
 
@@ -117,7 +142,18 @@ export abstract class ControlServer<S extends ControlSession> {
     if (tls.implicit_port !== undefined) {
       await this.#listenNode(address, tls.implicit_port, (socket) => this.#admitImplicit(socket));
     }
+    this.activity.start(() => this.bytesMoved());
     return addr;
+  }
+
+  /** Bytes moved since start in each direction, transfers in progress included. */
+  bytesMoved(): { in: number; out: number } {
+    const moved = { in: this.stats.bytesIn, out: this.stats.bytesOut };
+    for (const s of this.sessions) {
+      const t = s.transfer?.live();
+      if (t) moved[t.direction] += t.bytes;
+    }
+    return moved;
   }
 
   /** The implicit-FTPS listener's port, once started (0 when there is none). */
@@ -161,7 +197,29 @@ export abstract class ControlServer<S extends ControlSession> {
     }).finally(() => this.#handshaking--);
   }
 
+  /**
+   * Why a new client would not get a session now (not listening, or full),
+   * or null when one would: for `/health`, without opening a session.
+   */
+  get notAccepting(): string | null {
+    const listening = this.#accepting || this.#nodeServers.some((s) => s.listening);
+    if (!listening) return "the control port is not listening";
+    if (this.sessions.size >= this.config.limits.max_sessions) {
+      return `full: ${this.sessions.size} sessions (limits.max_sessions)`;
+    }
+    return null;
+  }
+
   async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
+    this.#accepting = true;
+    try {
+      await this.#acceptUntilClosed(listener);
+    } finally {
+      this.#accepting = false;
+    }
+  }
+
+  async #acceptUntilClosed(listener: Deno.TcpListener): Promise<void> {
     while (true) {
       let conn: Deno.TcpConn;
       try {
@@ -225,6 +283,7 @@ export abstract class ControlServer<S extends ControlSession> {
   async close(options: { graceMs?: number; text?: string } = {}): Promise<void> {
     closeQuietly(this.#listener);
     for (const server of this.#nodeServers.splice(0)) server.close();
+    this.activity.stop();
     await this.#loop;
     const running = [...this.sessions].flatMap((s) => s.transfer ? [s.transfer.ended] : []);
     if (running.length && options.graceMs) {

@@ -115,6 +115,13 @@ export class DataSetup {
 
   constructor(readonly s: DataContext) {}
 
+  /** Passive ports with a listener open: waiting for a transfer, or kept for the next. */
+  get listeningPorts(): number[] {
+    const ports = this.#plan?.kind === "passive" ? [this.#plan.port] : [];
+    if (this.#spare) ports.push(this.#spare.port);
+    return ports;
+  }
+
   /** True while a passive listener waits for its transfer. */
   get hasPassive(): boolean {
     return this.#plan?.kind === "passive";

@@ -12,7 +12,8 @@ import type { Config } from "../config/schema.ts";
 import type { LanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { closeQuietly, type Connection, hostPort } from "./connection.ts";
-import type { ControlSession, ServerStats } from "./control_server.ts";
+import type { Activity } from "../observe/activity.ts";
+import type { ControlSession, RunningTransfer, ServerStats } from "./control_server.ts";
 import { type DataContext, DataSetup } from "./data_setup.ts";
 import { formatReply } from "./codec.ts";
 import { type CommandLine, readCommands } from "./line_reader.ts";
@@ -31,6 +32,8 @@ export interface KitDeps {
   stats: ServerStats;
   /** Failed logins per client address. */
   throttle: LoginThrottle;
+  /** Recent transfers and failed logins, for the status page. */
+  activity: Activity;
   /** The certificate for FTPS; null when `tls` is not configured. */
   tls: TlsIdentity | null;
 }
@@ -46,6 +49,8 @@ export interface TransferRecord {
   result: string;
   /** The command, where the log should name it (proxy). */
   verb?: string;
+  /** The command, for the status page only (serve's log line names the direction). */
+  command?: string;
   /** The upstream's final reply code (proxy). */
   upstreamCode?: number;
 }
@@ -70,7 +75,9 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
   /** Failed logins in this session. */
   loginFailures = 0;
   /** The running transfer, if any; the idle timer waits while one runs. */
-  abstract readonly transfer: { readonly ended: Promise<void>; describe(): string } | null;
+  abstract readonly transfer: RunningTransfer | null;
+  /** `Date.now()` of the last command (or of the connect). */
+  lastActivity: number = Date.now();
   protected readonly out: OrderedWriter;
   #buf: Uint8Array | null = null;
   #idle: ReturnType<typeof setTimeout> | undefined;
@@ -220,6 +227,7 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
    * session does not create and cancel a timer per command.
    */
   protected touch(): void {
+    this.lastActivity = Date.now();
     const limits = this.deps.config.limits;
     const loggedIn = this.loggedIn;
     const seconds = loggedIn ? limits.idle_timeout_seconds : limits.login_timeout_seconds;
@@ -241,6 +249,11 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
       this.deps.log.info(`session {session} ${state} too long: closing`, this.ctx);
       this.reply(421, "Idle timeout; closing control connection").finally(() => this.close());
     }, Math.max(0, this.#deadline - Date.now()));
+  }
+
+  /** Passive ports this session holds a listener on. */
+  get listeningPorts(): number[] {
+    return this.data.listeningPorts;
   }
 
   /** Counts a successful login and forgets the address's failures. */
@@ -266,12 +279,14 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
         seconds: config.limits.ban_seconds,
       });
     }
+    const user = name.replace(/\p{Cc}/gu, "?").slice(0, 64);
     // addr before the client-chosen name, so a fail2ban filter can anchor on it.
     log.warn("session {session}: login failed addr={addr} user={name}", {
       ...this.ctx,
       addr: this.peer,
-      name: name.replace(/\p{Cc}/gu, "?").slice(0, 64),
+      name: user,
     });
+    this.deps.activity.loginFailures.push({ at: new Date().toISOString(), addr: this.peer, user });
     return this.loginFailures >= config.limits.max_login_failures ||
       throttle.bannedFor(this.peer) > 0;
   }
@@ -283,6 +298,17 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
     if (r.direction === "in") stats.bytesIn += r.bytes;
     else stats.bytesOut += r.bytes;
     stats.transfers++;
+    this.deps.activity.transfers.push({
+      at: new Date().toISOString(),
+      peer: hostPort(this.peer, this.peerPort),
+      user: this.userName,
+      verb: r.verb ?? r.command ?? (r.direction === "in" ? "STOR" : "RETR"),
+      path: r.what,
+      direction: r.direction,
+      bytes: r.bytes,
+      seconds: Math.round(seconds * 1000) / 1000,
+      result: r.result,
+    });
     log.info(
       "transfer user={user} dir={direction}" + (r.verb ? " cmd={verb}" : "") +
         " path={what} bytes={bytes} seconds={seconds} rate={rate} result={result}" +

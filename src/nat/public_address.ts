@@ -91,11 +91,18 @@ export interface PublicAddressSnapshot {
   lastErrorAt: string | null;
   /** Failed lookups since the last success. */
   consecutiveFailures: number;
+  /** ISO time of the first of those failures; null while lookups succeed. */
+  failingSince: string | null;
   /** ISO time of the next scheduled lookup, null when none is scheduled. */
   nextRefreshAt: string | null;
   /** Lookup counts since construction. */
   resolutions: { ok: number; failed: number };
+  /** Changes of the address (the first answer included), oldest first; the last 50. */
+  history: { at: string; from: string | null; to: string }[];
 }
+
+/** Address changes kept for the status page. */
+export const HISTORY_SIZE = 50;
 
 const DEFAULT_REFRESH_MS = 60_000;
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -229,6 +236,10 @@ export class PublicAddress {
   #lastFailureLogAt: number | null = null;
   #ok = 0;
   #failed = 0;
+  /** When the current run of failed lookups began; null while lookups succeed. */
+  #failingSince: number | null = null;
+  /** Changes of the address, oldest first, at most {@linkcode HISTORY_SIZE}. */
+  readonly #history: { at: string; from: string | null; to: string }[] = [];
   #running = false;
   #timer: number | null = null;
   #nextRefreshAt: number | null = null;
@@ -381,8 +392,10 @@ export class PublicAddress {
       lastError: this.#lastError,
       lastErrorAt: iso(this.#lastErrorAt),
       consecutiveFailures: this.#consecutiveFailures,
+      failingSince: iso(this.#failingSince),
       nextRefreshAt: iso(this.#nextRefreshAt),
       resolutions: { ok: this.#ok, failed: this.#failed },
+      history: [...this.#history],
     };
     if (this.#host !== undefined) snap.host = this.#host;
     return snap;
@@ -532,9 +545,14 @@ export class PublicAddress {
         this.#warnedUnreachable = null;
       }
     }
+    if (previous !== address) {
+      this.#history.push({ at: new Date(now).toISOString(), from: previous, to: address });
+      if (this.#history.length > HISTORY_SIZE) this.#history.shift();
+    }
     this.#address = address;
     this.#resolvedAt = now;
     this.#consecutiveFailures = 0;
+    this.#failingSince = null;
     this.#lastError = null;
     this.#lastErrorAt = null;
     this.#lastFailureLogAt = null;
@@ -544,6 +562,7 @@ export class PublicAddress {
 
   #failedWith(error: string, ms: number): ResolveResult {
     const now = this.#clock.now();
+    if (this.#consecutiveFailures === 0) this.#failingSince = now;
     this.#consecutiveFailures++;
     this.#failed++;
     this.#lastError = error;

@@ -1,63 +1,141 @@
 /**
- * The operator's view of a running server: a JSON status snapshot and
- * Prometheus metrics on a loopback-only HTTP port (off unless configured).
+ * The one function that builds the status snapshot (the page, `/status`,
+ * `/metrics` and `pitifulnat status` all read it), and the Prometheus text.
  * @module
  */
+import type { LoginThrottle } from "../auth/throttle.ts";
 import type { Config } from "../config/schema.ts";
 import { hostPort } from "../ftp/connection.ts";
 import type { ControlSession, ServerStats } from "../ftp/control_server.ts";
+import { unreachableFromInternet } from "../nat/address_kind.ts";
+import { announceAddress, announceInputs, parseLanNetworks } from "../nat/announce.ts";
+import { localAddressFor, plainDnsError, SAMPLE_REMOTE, sampleLanClient } from "../nat/explain.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
+import type { Activity } from "./activity.ts";
+import {
+  type PublicAddressStatus,
+  type SessionStatus,
+  SNAPSHOT_SCHEMA,
+  type StatusSnapshot,
+} from "./snapshot.ts";
 
-/** The status snapshot served as JSON and printed by `pitifulnat status`. */
-export interface StatusSnapshot {
-  version: string;
-  startedAt: string;
-  listen: string;
-  publicAddress: ReturnType<PublicAddress["snapshot"]>;
-  sessions: {
-    id: string;
-    peer: string;
-    user: string | null;
-    since: string;
-    transfer: string | null;
-    /** Whether the control connection and (PROT P) the data connections are TLS. */
-    tls: { control: boolean; data: boolean };
-  }[];
-  stats: ServerStats;
+export type { StatusSnapshot } from "./snapshot.ts";
+
+/** What the snapshot reads of a running server. */
+export interface SnapshotSource {
+  readonly config: Config;
+  readonly sessions: ReadonlySet<ControlSession>;
+  readonly stats: ServerStats;
+  readonly activity: Activity;
+  readonly throttle: LoginThrottle;
+  bytesMoved(): { in: number; out: number };
 }
 
-const NOT_CONFIGURED: ReturnType<PublicAddress["snapshot"]> = {
-  address: null,
-  fixed: false,
-  resolvedAt: null,
-  dnsServer: "(no public address configured)",
-  lastError: null,
-  lastErrorAt: null,
-  consecutiveFailures: 0,
-  nextRefreshAt: null,
-  resolutions: { ok: 0, failed: 0 },
-};
-
-/** Builds the snapshot. */
+/** Builds the snapshot, as of `now`. */
 export function statusSnapshot(
-  server: { config: Config; sessions: ReadonlySet<ControlSession>; stats: ServerStats },
-  options: { publicAddress: PublicAddress | null; version: string; startedAt: Date },
+  server: SnapshotSource,
+  options: {
+    publicAddress: PublicAddress | null;
+    version: string;
+    startedAt: Date;
+    mode: "serve" | "proxy";
+    now?: Date;
+  },
 ): StatusSnapshot {
-  const { address, port } = server.config.listen;
+  const { config } = server;
+  const now = options.now ?? new Date();
+  const publicAddress = publicAddressStatus(config, options.publicAddress);
+  const moved = server.bytesMoved();
+  const tls = config.tls;
   return {
+    schema: SNAPSHOT_SCHEMA,
     version: options.version,
+    mode: options.mode,
+    now: now.toISOString(),
     startedAt: options.startedAt.toISOString(),
-    listen: hostPort(address, port),
-    publicAddress: options.publicAddress?.snapshot() ?? NOT_CONFIGURED,
-    sessions: [...server.sessions].map((s) => ({
-      id: s.id,
-      peer: `${s.peer}:${s.peerPort}`,
-      user: s.userName,
-      since: new Date(s.openedAt).toISOString(),
-      transfer: s.transfer?.describe() ?? null,
-      tls: { control: s.secure, data: s.secure && s.protectData },
+    uptimeSeconds: Math.round((now.getTime() - options.startedAt.getTime()) / 1000),
+    listen: hostPort(config.listen.address, config.listen.port),
+    ftps: tls
+      ? { enabled: true, required: tls.required, implicitPort: tls.implicit_port ?? null }
+      : { enabled: false },
+    publicAddress,
+    told: told(config, publicAddress.address),
+    passive: {
+      min: config.passive.min_port,
+      max: config.passive.max_port,
+      inUse: [...server.sessions].flatMap((s) => s.listeningPorts).sort((a, b) => a - b),
+    },
+    sessions: [...server.sessions].map((s) => sessionStatus(s, now)),
+    recentTransfers: server.activity.transfers.list(),
+    loginFailures: server.activity.loginFailures.list(),
+    bans: server.throttle.bans().map((b) => ({
+      addr: b.addr,
+      secondsLeft: Math.ceil(b.msLeft / 1000),
     })),
-    stats: { ...server.stats },
+    throughput: server.activity.throughput(),
+    stats: { ...server.stats, bytesIn: moved.in, bytesOut: moved.out },
+  };
+}
+
+/** The public address, its source and lookups, in the snapshot's words. */
+function publicAddressStatus(config: Config, pa: PublicAddress | null): PublicAddressStatus {
+  const snap = pa?.snapshot();
+  const address = snap?.address ?? null;
+  const raw = snap?.lastError ?? null;
+  return {
+    source: !snap ? "none" : snap.fixed ? "fixed" : "dns",
+    host: snap?.host ?? null,
+    address,
+    dnsServer: snap?.dnsServer ?? "none",
+    resolvedAt: snap?.resolvedAt ?? null,
+    nextRefreshAt: snap?.nextRefreshAt ?? null,
+    lastError: raw === null ? null : plainDnsError(raw, config.public_address?.ipv6 ? "AAAA" : "A"),
+    lastErrorRaw: raw,
+    lastErrorAt: snap?.lastErrorAt ?? null,
+    consecutiveFailures: snap?.consecutiveFailures ?? 0,
+    failingSince: snap?.failingSince ?? null,
+    resolutions: snap?.resolutions ?? { ok: 0, failed: 0 },
+    history: snap?.history ?? [],
+    unreachable: address ? unreachableFromInternet(address)?.text ?? null : null,
+  };
+}
+
+/** What a remote client and a LAN client are told now, as check reports it. */
+function told(config: Config, publicAddress: string | null): StatusSnapshot["told"] {
+  const lan = parseLanNetworks(config.lan_networks);
+  const local = localAddressFor(config);
+  const tell = (client: string) => {
+    const a = announceAddress(
+      announceInputs({ client, local }, { publicAddress, configured: config.public_address }),
+      lan,
+    );
+    return { address: a.address, reason: a.reason };
+  };
+  return { remote: tell(SAMPLE_REMOTE), lan: tell(sampleLanClient(local, lan)) };
+}
+
+/** One session, with its transfer's progress. */
+function sessionStatus(s: ControlSession, now: Date): SessionStatus {
+  const live = s.transfer?.live();
+  const seconds = live ? Math.max((now.getTime() - live.startedAt) / 1000, 0.001) : 0;
+  return {
+    id: s.id,
+    peer: hostPort(s.peer, s.peerPort),
+    user: s.userName,
+    since: new Date(s.openedAt).toISOString(),
+    idleSeconds: Math.max(0, Math.round((now.getTime() - s.lastActivity) / 1000)),
+    tls: { control: s.secure, data: s.secure && s.protectData },
+    transfer: live
+      ? {
+        verb: live.verb,
+        path: live.path,
+        direction: live.direction,
+        bytes: live.bytes,
+        size: live.size,
+        startedAt: new Date(live.startedAt).toISOString(),
+        rate: Math.round(live.bytes / seconds),
+      }
+      : null,
   };
 }
 
@@ -68,55 +146,55 @@ function label(value: string): string {
 /** Renders the snapshot in the Prometheus text format. */
 export function metricsText(snap: StatusSnapshot): string {
   const pa = snap.publicAddress;
+  const metric = (name: string, type: string, help: string, values: string[]) => [
+    `# HELP pitifulnat_${name} ${help}`,
+    `# TYPE pitifulnat_${name} ${type}`,
+    ...values.map((v) => `pitifulnat_${name}${v}`),
+  ];
   const lines = [
-    "# HELP pitifulnat_sessions Open FTP sessions.",
-    "# TYPE pitifulnat_sessions gauge",
-    `pitifulnat_sessions ${snap.sessions.length}`,
-    "# HELP pitifulnat_tls_sessions Open sessions whose control connection is TLS.",
-    "# TYPE pitifulnat_tls_sessions gauge",
-    `pitifulnat_tls_sessions ${snap.sessions.filter((x) => x.tls.control).length}`,
-    "# HELP pitifulnat_logins_total Logins by result.",
-    "# TYPE pitifulnat_logins_total counter",
-    `pitifulnat_logins_total{result="ok"} ${snap.stats.loginsOk}`,
-    `pitifulnat_logins_total{result="failed"} ${snap.stats.loginsFailed}`,
-    "# HELP pitifulnat_bytes_total Bytes moved over data connections.",
-    "# TYPE pitifulnat_bytes_total counter",
-    `pitifulnat_bytes_total{direction="in"} ${snap.stats.bytesIn}`,
-    `pitifulnat_bytes_total{direction="out"} ${snap.stats.bytesOut}`,
-    "# HELP pitifulnat_transfers_total Data-connection transfers finished or failed: " +
-    "downloads, uploads and directory listings (LIST, NLST, MLSD), in serve and proxy alike.",
-    "# TYPE pitifulnat_transfers_total counter",
-    `pitifulnat_transfers_total ${snap.stats.transfers}`,
-    "# HELP pitifulnat_resolutions_total Public-address resolutions by result.",
-    "# TYPE pitifulnat_resolutions_total counter",
-    `pitifulnat_resolutions_total{result="ok"} ${pa.resolutions.ok}`,
-    `pitifulnat_resolutions_total{result="failed"} ${pa.resolutions.failed}`,
-    "# HELP pitifulnat_public_address_info The public address announced to remote clients.",
-    "# TYPE pitifulnat_public_address_info gauge",
-    `pitifulnat_public_address_info{address="${label(pa.address ?? "")}"} ${pa.address ? 1 : 0}`,
+    ...metric("up_seconds", "gauge", "Seconds since the server started.", [
+      ` ${snap.uptimeSeconds}`,
+    ]),
+    ...metric("sessions", "gauge", "Open FTP sessions.", [` ${snap.sessions.length}`]),
+    ...metric("tls_sessions", "gauge", "Open sessions whose control connection is TLS.", [
+      ` ${snap.sessions.filter((x) => x.tls.control).length}`,
+    ]),
+    ...metric("transfers_running", "gauge", "Transfers in progress.", [
+      ` ${snap.sessions.filter((x) => x.transfer).length}`,
+    ]),
+    ...metric("logins_total", "counter", "Logins by result.", [
+      `{result="ok"} ${snap.stats.loginsOk}`,
+      `{result="failed"} ${snap.stats.loginsFailed}`,
+    ]),
+    ...metric(
+      "bytes_total",
+      "counter",
+      "Bytes moved over data connections, transfers in progress included.",
+      [`{direction="in"} ${snap.stats.bytesIn}`, `{direction="out"} ${snap.stats.bytesOut}`],
+    ),
+    ...metric(
+      "transfers_total",
+      "counter",
+      "Data-connection transfers finished or failed: downloads, uploads and directory " +
+        "listings (LIST, NLST, MLSD), in serve and proxy alike.",
+      [` ${snap.stats.transfers}`],
+    ),
+    ...metric("banned_addresses", "gauge", "Addresses banned for repeated failed logins.", [
+      ` ${snap.bans.length}`,
+    ]),
+    ...metric("resolutions_total", "counter", "Public-address resolutions by result.", [
+      `{result="ok"} ${pa.resolutions.ok}`,
+      `{result="failed"} ${pa.resolutions.failed}`,
+    ]),
+    ...metric(
+      "public_address_info",
+      "gauge",
+      "The public address announced to remote clients.",
+      [`{address="${label(pa.address ?? "")}"} ${pa.address ? 1 : 0}`],
+    ),
+    ...metric("public_address_changes_total", "counter", "Changes of the public address.", [
+      ` ${Math.max(0, pa.history.length - 1)}`,
+    ]),
   ];
   return lines.join("\n") + "\n";
-}
-
-/** Serves /status (JSON) and /metrics; returns the running HTTP server. */
-export function serveStatus(
-  listen: { address: string; port: number },
-  snapshot: () => StatusSnapshot,
-): Deno.HttpServer {
-  return Deno.serve({
-    hostname: listen.address,
-    port: listen.port,
-    onListen: () => {},
-  }, (req) => {
-    const path = new URL(req.url).pathname;
-    if (path === "/status" || path === "/") {
-      return Response.json(snapshot());
-    }
-    if (path === "/metrics") {
-      return new Response(metricsText(snapshot()), {
-        headers: { "content-type": "text/plain; version=0.0.4" },
-      });
-    }
-    return new Response("not found\n", { status: 404 });
-  });
 }

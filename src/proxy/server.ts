@@ -18,7 +18,7 @@ export type ProxyConfig = NonNullable<Config["proxy"]>;
 function depsFrom(
   config: Config,
   publicAddress: PublicAddress | null,
-): Omit<ProxyDeps, "log" | "stats" | "throttle" | "tls"> {
+): Omit<ProxyDeps, "log" | "stats" | "throttle" | "tls" | "activity"> {
   const proxy = config.proxy;
   if (!proxy) throw new TypeError("the config has no proxy section (proxy.upstream.host)");
   return {
@@ -46,6 +46,7 @@ export class ProxyServer extends ControlServer<ProxySession> {
       log,
       stats: this.stats,
       throttle: this.throttle,
+      activity: this.activity,
       tls: identityFrom(config),
     };
   }

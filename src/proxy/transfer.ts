@@ -4,6 +4,7 @@
  * @module
  */
 import { closeQuietly } from "../ftp/connection.ts";
+import type { RunningTransfer } from "../ftp/control_server.ts";
 import type { DataPlan, DataSetup } from "../ftp/data_setup.ts";
 import type { TransferDirection } from "./protocol.ts";
 import type { DataRelay } from "./relay.ts";
@@ -16,6 +17,7 @@ export class ProxyTransfer {
   relay: DataRelay | null = null;
   openError = "";
   readonly started = performance.now();
+  readonly startedAt = Date.now();
   readonly #ended = Promise.withResolvers<void>();
   readonly #setup: DataSetup;
   #client: DataPlan | null;
@@ -63,5 +65,17 @@ export class ProxyTransfer {
   describe(): string {
     const what = this.arg ? `${this.verb} ${this.arg}` : this.verb;
     return `${what}, ${this.relay?.progress.bytes ?? 0} bytes`;
+  }
+
+  /** For the status page: the upstream's size is not known to the proxy. */
+  live(): ReturnType<RunningTransfer["live"]> {
+    return {
+      verb: this.verb,
+      path: this.arg,
+      direction: this.direction === "upload" ? "in" : "out",
+      bytes: this.relay?.progress.bytes ?? 0,
+      size: null,
+      startedAt: this.startedAt,
+    };
   }
 }

@@ -63,11 +63,13 @@ async function listTarget(s: Session, arg: string) {
   return { vpath, real, info };
 }
 
-async function sendText(s: Session, what: string, text: string) {
+async function sendText(s: Session, verb: string, what: string, text: string) {
   const bytes = encoder.encode(text);
   await startTransfer(s, {
+    verb,
     what,
     direction: "out",
+    size: bytes.length,
     opening: "Here comes the directory listing",
     body: async (conn, progress) => {
       try {
@@ -88,7 +90,7 @@ export async function list(s: Session, arg: string) {
     : [{ name: vpath.split("/").pop()!, info }];
   let text = "";
   for (const e of entries) text += formatListLine(e, { now }) + "\r\n";
-  await sendText(s, vpath, text);
+  await sendText(s, "LIST", vpath, text);
 }
 
 export async function nlst(s: Session, arg: string) {
@@ -96,7 +98,7 @@ export async function nlst(s: Session, arg: string) {
   const names = info.isDirectory
     ? (await readEntries(real)).map((e) => e.name)
     : [parseListArgs(arg).path];
-  await sendText(s, vpath, names.map((n) => n + "\r\n").join(""));
+  await sendText(s, "NLST", vpath, names.map((n) => n + "\r\n").join(""));
 }
 
 function factsFor(s: Session, entry: ListEntry, kind?: "cdir" | "pdir"): string {
@@ -117,7 +119,7 @@ export async function mlsd(s: Session, arg: string) {
   if (!info.isDirectory) return s.reply(501, "MLSD needs a directory");
   let text = factsFor(s, { name: ".", info }, "cdir") + "\r\n";
   for (const e of await readEntries(real)) text += factsFor(s, e) + "\r\n";
-  await sendText(s, vpath, text);
+  await sendText(s, "MLSD", vpath, text);
 }
 
 export async function mlst(s: Session, arg: string) {

@@ -31,6 +31,7 @@ export class FtpServer extends ControlServer<Session> {
       log,
       stats: this.stats,
       throttle: this.throttle,
+      activity: this.activity,
       tls: identityFrom(config),
     };
   }

@@ -10,6 +10,7 @@ import type { Connection } from "../ftp/connection.ts";
 import { parseCommand } from "../ftp/codec.ts";
 import type { CommandLine } from "../ftp/line_reader.ts";
 import { type KitDeps, SessionBase } from "../ftp/session_base.ts";
+import type { RunningTransfer } from "../ftp/control_server.ts";
 import { DataError } from "../ftp/transfer_io.ts";
 import { type Jail, PathError, resolveVirtual } from "../fs/jail.ts";
 
@@ -40,12 +41,11 @@ export interface CommandSpec {
 }
 
 /** A transfer running in the background of a session. */
-export interface Transfer {
+export interface Transfer extends RunningTransfer {
   ended: Promise<void>;
   aborted: boolean;
   /** Closes the data connection; the transfer then replies 426. */
   abort(): void;
-  describe(): string;
 }
 
 /** Commands that leave a pending REST offset in place. */

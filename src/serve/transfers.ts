@@ -24,8 +24,12 @@ function sleep(ms: number): Promise<void> {
 
 /** How a transfer command wants its data moved. */
 export interface TransferOptions {
+  /** The command, for the status page (RETR, STOR, APPE, STOU, LIST, NLST, MLSD). */
+  verb: string;
   what: string;
   direction: "in" | "out";
+  /** Bytes to send, when known (downloads), for the status page's progress. */
+  size?: number;
   /** The text of the 150 reply. */
   opening: string;
   body: (conn: Connection, progress: Progress) => Promise<void>;
@@ -51,6 +55,7 @@ export async function startTransfer(s: Session, options: TransferOptions): Promi
     throw e;
   }
   const progress: Progress = { bytes: 0 };
+  const startedAt = Date.now();
   const t: Transfer & { stalled: boolean } = {
     aborted: false,
     stalled: false,
@@ -59,9 +64,15 @@ export async function startTransfer(s: Session, options: TransferOptions): Promi
       t.aborted = true;
       closeQuietly(conn);
     },
-    describe: () =>
-      `${options.direction === "in" ? "STOR" : "RETR"} ${options.what}, ` +
-      `${progress.bytes} bytes`,
+    describe: () => `${options.verb} ${options.what}, ${progress.bytes} bytes`,
+    live: () => ({
+      verb: options.verb,
+      path: options.what,
+      direction: options.direction,
+      bytes: progress.bytes,
+      size: options.size ?? null,
+      startedAt,
+    }),
   };
   t.ended = runTransfer(s, { conn, progress, t, options });
   s.transfer = t;
@@ -111,6 +122,7 @@ async function runTransfer(
   s.recordTransfer({
     direction: options.direction,
     what: options.what,
+    command: options.verb,
     bytes: progress.bytes,
     started,
     result: ok ? "ok" : t.aborted ? "aborted" : "failed",
@@ -164,8 +176,10 @@ export async function retr(s: Session, arg: string) {
     if (offset > info.size) throw new DataError(451, "REST offset is beyond the end of the file");
     if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
     await startTransfer(s, {
+      verb: "RETR",
       what: vpath,
       direction: "out",
+      size: info.size - offset,
       opening: `Opening ${s.binary ? "BINARY" : "ASCII"} mode data connection for ${vpath} ` +
         `(${info.size - offset} bytes)`,
       body: (conn, progress) => pump(file, conn, { buf: s.buffer, progress, fromIsDisk: true }),
@@ -210,6 +224,7 @@ export async function storeAtomic(s: Session, vpath: string) {
   const out = new SyncingFile(file);
   s.restOffset = 0;
   await startTransfer(s, {
+    verb: "STOR",
     what: vpath,
     direction: "in",
     opening: `Ok to send data for ${vpath}`,
@@ -288,6 +303,7 @@ export async function store(s: Session, arg: string, how: "stor" | "appe" | "sto
   const realPath = await s.home.resolve(vpath, { mustExist: true });
   const out = new SyncingFile(file);
   await startTransfer(s, {
+    verb: how.toUpperCase(),
     what: vpath,
     direction: "in",
     opening: how === "stou" ? `FILE: ${vpath.split("/").pop()}` : `Ok to send data for ${vpath}`,

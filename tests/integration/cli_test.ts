@@ -103,7 +103,13 @@ Deno.test("serve: status endpoint, status command, metrics, SIGHUP reload, SIGTE
     const st = await pn(["status", "--config", file]);
     assert.equal(st.code, 0, st.stderr);
     assert.match(st.stdout, /public address: 203\.0\.113\.7 \(fixed in config\)/);
-    assert.match(st.stdout, /transfers: 1; bytes in 0, out 2/);
+    assert.match(st.stdout, /transfers: 1; in 0 B, out 2 B/);
+    const json = await pn(["status", "--config", file, "--json"]);
+    assert.equal(json.code, 0, json.stderr);
+    const snap = JSON.parse(json.stdout);
+    assert.equal(snap.schema, 1);
+    assert.equal(snap.recentTransfers[0].path, "/a.txt");
+    assert.equal(snap.stats.bytesOut, 2);
     const metrics = await (await fetch(`http://127.0.0.1:${statusPort}/metrics`)).text();
     assert.match(metrics, /pitifulnat_transfers_total 1/);
     assert.match(metrics, /pitifulnat_public_address_info\{address="203\.0\.113\.7"\} 1/);

@@ -452,6 +452,7 @@ f.prot_p(); print("ready", flush=True); sys.stdin.readline(); f.quit()
       publicAddress: null,
       version: "t",
       startedAt: new Date(),
+      mode: "serve",
     });
     const tls = snap.sessions.map((s) => s.tls).sort((a, b) =>
       Number(a.control) - Number(b.control)

@@ -493,7 +493,7 @@ Deno.test("pitifulnat proxy and check, as programs, with the config a user write
       assert.equal(await curl([`ftp://127.0.0.1:${live.listen}/cli.txt`]), "via the program\n");
       const status = await run("deno", ["run", "-A", main, "status", "--config", live.cfg]);
       assert.equal(status.code, 0, status.stderr);
-      assert.match(status.stdout, /transfers: 1; bytes in 0, out 16; logins 1 ok, 0 failed/);
+      assert.match(status.stdout, /transfers: 1; in 0 B, out 16 B; logins 1 ok, 0 failed/);
     } finally {
       output = await live.bg.stop();
     }

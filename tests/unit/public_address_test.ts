@@ -155,8 +155,10 @@ Deno.test("first resolution: address, log line, schedule, snapshot", async () =>
       lastError: null,
       lastErrorAt: null,
       consecutiveFailures: 0,
+      failingSince: null,
       nextRefreshAt: new Date(T0 + 60_000).toISOString(),
       resolutions: { ok: 1, failed: 0 },
+      history: [{ at: new Date(T0).toISOString(), from: null, to: "203.0.113.7" }],
     });
     pa.stop();
     assert.equal(clock.pending, 0);
@@ -186,6 +188,11 @@ Deno.test("refresh sees a changed address and logs the change once", async () =>
     assert.equal(records.find((r) => recordText(r) === changes[0])?.level, "warning");
     assert.equal(pa.snapshot().resolvedAt, new Date(T0 + 120_000).toISOString());
     assert.deepEqual(pa.snapshot().resolutions, { ok: 5, failed: 0 });
+    // The status page's history: the first answer, then the one change.
+    assert.deepEqual(pa.snapshot().history.map((h) => [h.from, h.to]), [
+      [null, "203.0.113.7"],
+      ["203.0.113.7", "203.0.113.8"],
+    ]);
     pa.stop();
     assert.equal(clock.pending, 0);
   });
@@ -208,6 +215,7 @@ Deno.test("failures keep the last good address, back off, log sparsely, recovery
     assert.equal(snap.consecutiveFailures, 1);
     assert.equal(snap.lastError, "server failure");
     assert.equal(snap.lastErrorAt, new Date(T0 + 60_000).toISOString());
+    assert.equal(snap.failingSince, new Date(T0 + 60_000).toISOString());
     // Back-off: 5 s, 10 s, 20 s, 40 s, then capped at refreshMs.
     const delays: number[] = [];
     for (let i = 2; i <= 9; i++) {
@@ -227,8 +235,11 @@ Deno.test("failures keep the last good address, back off, log sparsely, recovery
     assert.match(warnings[2], /after 4 attempts/);
     assert.match(warnings[3], /after 8 attempts/);
 
+    // The run of failures began at the first one, however many followed.
+    assert.equal(pa.snapshot().failingSince, new Date(T0 + 60_000).toISOString());
     // Recovery: logged once, state reset, normal schedule again.
     await clock.advance(clock.delays()[0]);
+    assert.equal(pa.snapshot().failingSince, null);
     assert.equal(pa.snapshot().consecutiveFailures, 0);
     assert.equal(pa.snapshot().lastError, null);
     const recovered = lines(records, "info").filter((l) => l.includes("again after"));
