@@ -117,6 +117,19 @@ export async function startInBackground(
   );
 }
 
+/** `deno run -A main.ts serve --config CONFIG` in the background, as {@linkcode startInBackground}. */
+export function startServe(
+  config: string,
+  options: { cwd: string; port: number; timeoutMs?: number },
+): Promise<Background> {
+  const main = new URL("../../main.ts", import.meta.url).pathname;
+  return startInBackground(
+    Deno.execPath(),
+    ["run", "-A", main, "serve", "--config", config],
+    options,
+  );
+}
+
 /**
  * Runs `serve` in the background in `cwd` (`cmd` with `serveArgs(config)`)
  * on a fresh setup, downloads the setup's file with curl and checks its

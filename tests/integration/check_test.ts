@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { hashPassword } from "../../src/auth/password.ts";
 import { CHECK_EXIT } from "../../src/cli/check.ts";
 import { rawGreeting } from "../helpers/ftplib.ts";
-import { freePort, startInBackground } from "../helpers/program.ts";
+import { freePort, startServe } from "../helpers/program.ts";
 import { run, type RunResult } from "../helpers/server.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -124,14 +124,10 @@ Deno.test("server 3: the right password with a missing home gets 421 and a log l
       `listen: { address: 127.0.0.1, port: ${port} }\n` +
         `users:\n  - { name: bob, password: "${hash}", home: gone }\n`,
     );
-    const server = await startInBackground(
-      deno,
-      ["run", "-A", MAIN, "serve", "--config", "c.yaml"],
-      {
-        cwd: dir,
-        port,
-      },
-    );
+    const server = await startServe("c.yaml", {
+      cwd: dir,
+      port,
+    });
     let log = "";
     try {
       const r = await run("python3", [
@@ -174,14 +170,7 @@ Deno.test("check 5: a status port in use fails (exit 8); the server names the po
         `listen: { address: 127.0.0.1, port: ${port} }\nstatus: { port: ${statusPort} }\n` +
           `anonymous: { enabled: true, home: "." }\n`,
       );
-      const server = await startInBackground(deno, [
-        "run",
-        "-A",
-        MAIN,
-        "serve",
-        "--config",
-        "s.yaml",
-      ], {
+      const server = await startServe("s.yaml", {
         cwd: dir,
         port,
       });
@@ -258,14 +247,10 @@ Deno.test("server 10: SIGHUP with a new listen port says a restart is needed and
       `listen: { address: 127.0.0.1, port: ${p} }\nanonymous: { enabled: true, home: "." }\n` +
       `banner: reload test\n`;
     await Deno.writeTextFile(`${dir}/c.yaml`, yaml(port));
-    const server = await startInBackground(
-      deno,
-      ["run", "-A", MAIN, "serve", "--config", "c.yaml"],
-      {
-        cwd: dir,
-        port,
-      },
-    );
+    const server = await startServe("c.yaml", {
+      cwd: dir,
+      port,
+    });
     try {
       await Deno.writeTextFile(`${dir}/c.yaml`, yaml(other).replace("reload test", "reloaded"));
       Deno.kill(server.pid, "SIGHUP");

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { parsePasvReply } from "../../src/ftp/codec.ts";
 import { PublicAddress } from "../../src/nat/public_address.ts";
-import { startInBackground } from "../helpers/program.ts";
+import { startServe } from "../helpers/program.ts";
 import { RawClient } from "../helpers/raw.ts";
 import { PASSWORD, run, startServer, USER } from "../helpers/server.ts";
 import { type Dnsmasq, findProgram, freeLoopbackPort, isCi, startDnsmasq } from "../e2e/lab.ts";
@@ -206,14 +206,7 @@ Deno.test({
           extra: [`status: { port: ${status} }`],
         }),
       );
-      const server = await startInBackground(Deno.execPath(), [
-        "run",
-        "-A",
-        MAIN,
-        "serve",
-        "--config",
-        config,
-      ], {
+      const server = await startServe(config, {
         cwd: dir,
         port: control,
       });

@@ -14,11 +14,10 @@ import { renderFragment, renderPage } from "../../src/observe/page.ts";
 import type { StatusSnapshot } from "../../src/observe/snapshot.ts";
 import { snapshots } from "../helpers/snapshot.ts";
 import { findProgram, freeLoopbackPort, isCi, startDnsmasq } from "../e2e/lab.ts";
-import { freePort, startInBackground } from "../helpers/program.ts";
+import { freePort, startServe } from "../helpers/program.ts";
 import { writeRandomFile } from "../helpers/server.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 /** The longest any one wait for the page may take, in milliseconds. */
 const WAIT_MS = 10_000;
 
@@ -237,14 +236,7 @@ Deno.test({
         "",
       ].join("\n"),
     );
-    const server = await startInBackground(Deno.execPath(), [
-      "run",
-      "-A",
-      MAIN,
-      "serve",
-      "--config",
-      "c.yaml",
-    ], { cwd: dir, port });
+    const server = await startServe("c.yaml", { cwd: dir, port });
     // 200 MB at 8 MB/s: about 25 s, a transfer in progress for the whole test.
     const curl = new Deno.Command("curl", {
       args: ["-s", "--limit-rate", "8M", "-o", "/dev/null", `ftp://127.0.0.1:${port}/big.bin`],
