@@ -10,6 +10,7 @@ import { runHashPassword } from "./src/cli/hash_password.ts";
 import { runProxy } from "./src/cli/proxy.ts";
 import { runServe } from "./src/cli/serve.ts";
 import { runStatus } from "./src/cli/status.ts";
+import { runUser } from "./src/cli/user.ts";
 
 export { VERSION };
 
@@ -27,7 +28,8 @@ export async function main(args: string[]): Promise<number> {
 }
 
 /** Runs a well-formed command line; returns the exit code. */
-async function dispatch({ command, topic, values }: CommandLine): Promise<number> {
+async function dispatch(line: CommandLine): Promise<number> {
+  const { command, topic, values } = line;
   if (values.version) {
     console.log(`pitifulnat ${VERSION} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`);
     return 0;
@@ -52,6 +54,15 @@ async function dispatch({ command, topic, values }: CommandLine): Promise<number
       return await runCheck({ config: values.config, client: values.client });
     case "status":
       return await runStatus({ config: values.config, url: values.url, json: values.json });
+    case "user":
+      return await runUser({
+        subcommand: line.subcommand,
+        name: line.operand,
+        config: values.config,
+        home: values.home,
+        permissions: values.permissions,
+        reload: values.reload,
+      });
     default:
       return await runHashPassword({ cost: values.cost });
   }

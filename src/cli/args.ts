@@ -10,7 +10,17 @@ import { closest } from "../text/closest.ts";
 import { HELP, USAGE } from "./help.ts";
 
 /** An option's name, as parseArgs reports it. */
-type OptionName = "config" | "client" | "url" | "json" | "cost" | "help" | "version";
+type OptionName =
+  | "config"
+  | "client"
+  | "url"
+  | "json"
+  | "cost"
+  | "home"
+  | "permissions"
+  | "reload"
+  | "help"
+  | "version";
 
 /** Every option of every command, for parseArgs. */
 const OPTIONS: Record<OptionName, { type: "string" | "boolean"; short?: string }> = {
@@ -19,8 +29,27 @@ const OPTIONS: Record<OptionName, { type: "string" | "boolean"; short?: string }
   url: { type: "string" },
   json: { type: "boolean" },
   cost: { type: "string" },
+  home: { type: "string" },
+  permissions: { type: "string" },
+  reload: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
+};
+
+/** A subcommand: the options it takes (of its command's) and its operand, if it takes one. */
+interface Subcommand {
+  options: OptionName[];
+  operand?: string;
+}
+
+/** The commands that take a subcommand as their second word, and their subcommands. */
+const SUBCOMMANDS: Record<string, Record<string, Subcommand>> = {
+  user: {
+    add: { options: ["config", "home", "permissions", "reload"], operand: "NAME" },
+    passwd: { options: ["config", "reload"], operand: "NAME" },
+    del: { options: ["config", "reload"], operand: "NAME" },
+    list: { options: ["config"] },
+  },
 };
 
 /** The commands and the options each takes besides {@linkcode COMMON_OPTIONS}. */
@@ -30,6 +59,7 @@ const COMMAND_OPTIONS: Record<string, OptionName[]> = {
   check: ["config", "client"],
   status: ["config", "url", "json"],
   "hash-password": ["cost"],
+  user: [...new Set(Object.values(SUBCOMMANDS.user).flatMap((sub) => sub.options))],
   help: [],
 };
 
@@ -43,14 +73,22 @@ export interface Values {
   url?: string;
   json?: boolean;
   cost?: string;
+  home?: string;
+  permissions?: string;
+  reload?: string;
   help?: boolean;
   version?: boolean;
 }
 
-/** A well-formed command line: the command (none: just options), `help`'s topic, the options. */
+/**
+ * A well-formed command line: the command (none: just options), `help`'s
+ * topic, the subcommand and its operand (`user add NAME`), the options.
+ */
 export interface CommandLine {
   command?: string;
   topic?: string;
+  subcommand?: string;
+  operand?: string;
   values: Values;
 }
 
@@ -71,9 +109,9 @@ export class UsageError extends Error {
 }
 
 /**
- * Parses and checks the command line: a known command, only its options,
- * each with a value when it takes one, no stray arguments, and option
- * values of the right form.
+ * Parses and checks the command line: a known command (and subcommand,
+ * for `user`), only its options, each with a value when it takes one, no
+ * stray arguments, and option values of the right form.
  *
  * @throws {UsageError} naming the first thing wrong.
  */
@@ -101,11 +139,50 @@ export function parseCommandLine(args: string[]): CommandLine {
     if (!Object.hasOwn(HELP, rest[0])) throw unknownCommand("pitifulnat help", rest[0]);
     line.topic = rest.shift();
   }
-  if (command !== undefined && rest.length > 0) {
-    throw new UsageError(`pitifulnat ${command}: unexpected argument ${rest[0]}`, HELP[command]);
+  if (command !== undefined && Object.hasOwn(SUBCOMMANDS, command)) {
+    // `user add --help` is the help of user: its words need no checking.
+    if (line.values.help) rest.length = 0;
+    else takeSubcommand(line, command, rest);
   }
-  if (command !== undefined) checkValues(command, line.values);
+  const where = [command, line.subcommand].filter((w) => w !== undefined).join(" ");
+  if (command !== undefined && rest.length > 0) {
+    throw new UsageError(`pitifulnat ${where}: unexpected argument ${rest[0]}`, HELP[command]);
+  }
+  if (command !== undefined) checkValues(command, where, line.values);
   return line;
+}
+
+/**
+ * Moves the subcommand and its operand from `rest` into `line`, and checks
+ * that the options given are the subcommand's.
+ *
+ * @throws {UsageError} for a missing or unknown subcommand, a missing
+ * operand, or an option of another subcommand.
+ */
+function takeSubcommand(line: CommandLine, command: string, rest: string[]): void {
+  const subcommands = SUBCOMMANDS[command];
+  const names = Object.keys(subcommands);
+  const fail = (message: string): never => {
+    throw new UsageError(`pitifulnat ${command}${message}`, HELP[command]);
+  };
+  const name = rest.shift() ?? fail(`: missing subcommand (${names.join(", ")})`);
+  if (!Object.hasOwn(subcommands, name)) {
+    fail(`: unknown subcommand ${name}${didYouMean(closest(name, names))}`);
+  }
+  const sub = subcommands[name];
+  line.subcommand = name;
+  if (sub.operand !== undefined) {
+    line.operand = rest.shift();
+    if (line.operand === undefined) fail(` ${name}: missing ${sub.operand}`);
+  }
+  for (const option of Object.keys(line.values) as OptionName[]) {
+    if (COMMON_OPTIONS.includes(option) || sub.options.includes(option)) continue;
+    const owners = names.filter((n) => subcommands[n].options.includes(option));
+    fail(
+      ` ${name}: --${option} is not an option of ${command} ${name} (only of ${owners.join(", ")})`,
+    );
+  }
+  if (name === "add" && line.values.home === undefined) fail(` add: missing --home DIR`);
 }
 
 /**
@@ -169,20 +246,25 @@ function unknownCommand(where: string, name: string): UsageError {
 }
 
 /**
- * Checks the values whose form main.ts can judge before the command runs:
- * --client an IP address, --url an http(s) URL (--cost: hash-password).
+ * Checks the values whose form main.ts can judge before the command runs
+ * (`where`: the command and subcommand, for messages):
+ * --client an IP address, --url an http(s) URL, --reload a process id
+ * (--cost: hash-password; --permissions: the config schema).
  *
  * @throws {UsageError} naming the option and the value.
  */
-function checkValues(command: string, values: Values): void {
+function checkValues(command: string, where: string, values: Values): void {
   const fail = (message: string) => {
-    throw new UsageError(`pitifulnat ${command}: ${message}`, HELP[command]);
+    throw new UsageError(`pitifulnat ${where}: ${message}`, HELP[command]);
   };
   if (values.client !== undefined && !isIpAddress(values.client)) {
     fail(`--client ${values.client} is not an IPv4 or IPv6 address`);
   }
   if (values.url !== undefined && !/^https?:$/.test(URL.parse(values.url)?.protocol ?? "")) {
     fail(`--url ${values.url} is not an http:// or https:// URL`);
+  }
+  if (values.reload !== undefined && !/^[1-9]\d{0,9}$/.test(values.reload)) {
+    fail(`--reload ${values.reload} is not a process id`);
   }
 }
 

@@ -4,6 +4,7 @@
  */
 import { hashPassword } from "../auth/password.ts";
 
+/** Reads one line from a terminal in raw mode, without echo, after printing `prompt` on stderr. */
 async function readSecret(prompt: string): Promise<string> {
   const enc = new TextEncoder();
   await Deno.stderr.write(enc.encode(prompt));
@@ -25,6 +26,7 @@ async function readSecret(prompt: string): Promise<string> {
   return new TextDecoder().decode(new Uint8Array(bytes));
 }
 
+/** The first line of stdin (without its line ending). */
 async function readLine(): Promise<string> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of Deno.stdin.readable) {
@@ -35,6 +37,25 @@ async function readLine(): Promise<string> {
     chunks.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array()),
   );
   return text.split(/\r?\n/)[0];
+}
+
+/**
+ * Reads a new password: on a terminal prompted for twice without echo
+ * (`prompt`, then "Again: "), else the first line of stdin.
+ *
+ * @throws {Error} when the two differ, it is empty, or input is cancelled (Ctrl-C).
+ */
+export async function readNewPassword(prompt = "Password: "): Promise<string> {
+  let password: string;
+  if (Deno.stdin.isTerminal()) {
+    password = await readSecret(prompt);
+    const again = await readSecret("Again: ");
+    if (again !== password) throw new Error("the two passwords differ");
+  } else {
+    password = await readLine();
+  }
+  if (password === "") throw new Error("empty password");
+  return password;
 }
 
 /** Runs the command; returns the exit code. */
@@ -50,22 +71,9 @@ export async function runHashPassword(options: { cost?: string } = {}): Promise<
   }
   let password: string;
   try {
-    if (Deno.stdin.isTerminal()) {
-      password = await readSecret("Password: ");
-      const again = await readSecret("Again: ");
-      if (again !== password) {
-        console.error("pitifulnat hash-password: the two passwords differ");
-        return 1;
-      }
-    } else {
-      password = await readLine();
-    }
+    password = await readNewPassword();
   } catch (e) {
     console.error(`pitifulnat hash-password: ${(e as Error).message}`);
-    return 1;
-  }
-  if (password === "") {
-    console.error("pitifulnat hash-password: empty password");
     return 1;
   }
   console.log(await hashPassword(password, { cost }));

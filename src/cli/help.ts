@@ -22,6 +22,9 @@ Commands:
   status [--config FILE] [--url URL] [--json]
                                  print the running server's status snapshot
   hash-password [--cost N]       read a password and print the hash to paste into the config
+  user add|passwd|del|list [NAME] [--config FILE]
+                                 add a user, change a password, remove a user, list the users
+                                 (edits the config file in place)
   help [COMMAND]                 print this usage, or a command's help
 
 Options:
@@ -78,6 +81,32 @@ Reads a password (prompt without echo on a terminal, else the first line of stdi
 a salted scrypt hash to paste into the config as a user's password. --cost is log2 of scrypt's
 N, 10-20 (default 12: N=4096, r=8, p=1, 4 MiB and about 8 ms per login on a desktop CPU,
 six times SHA-512-crypt's); each step up doubles memory and time.
+`,
+  user:
+    `Usage: pitifulnat user add NAME --home DIR [--permissions LIST] [--config FILE] [--reload PID]
+       pitifulnat user passwd NAME [--config FILE] [--reload PID]
+       pitifulnat user del NAME [--config FILE] [--reload PID]
+       pitifulnat user list [--config FILE]
+
+Manages the users in the config file without editing the YAML by hand. add, passwd and del
+change only the user's own lines (comments and layout are kept), check the result as the
+server would, and replace the file atomically, keeping its mode, owner and group.
+
+  add NAME        adds a user whose home is DIR (a relative DIR is taken from the current
+                  folder and written as an absolute path); --permissions is a comma-separated
+                  list of read, write, delete, mkdir, rename (default read). The password is
+                  prompted for twice without echo on a terminal, else read from the first line
+                  of stdin, and stored as a scrypt hash, as hash-password makes it.
+  passwd NAME     sets a new password for NAME, read the same way.
+  del NAME        removes NAME.
+  list            prints each user's name, home and permissions (never the password hash).
+
+A running server reads the change when it reloads: systemctl reload pitifulnat, or
+kill -HUP PID. --reload PID sends that SIGHUP, but only to a process that /proc shows is
+pitifulnat serve or proxy reading this same config file.
+
+Exit codes: 0 done; 1 an error (no config file, a config error, NAME exists on add or is
+unknown on passwd/del, the file cannot be written, PID is not that server); 2 bad arguments.
 `,
   help: `Usage: pitifulnat help [COMMAND]
 
