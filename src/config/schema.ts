@@ -16,6 +16,7 @@ import * as z from "zod/mini";
 import ipaddr from "ipaddr.js";
 import { DEFAULT_LAN_NETWORKS } from "../nat/announce.ts";
 import { type DnsServer, parseDnsServer as parseDnsServerOrThrow } from "../nat/public_address.ts";
+import { parseRate } from "../ftp/rate.ts";
 
 /** Permissions a user can hold; each FTP command needs at most one of them. */
 export const PERMISSIONS = ["read", "write", "delete", "mkdir", "rename"] as const;
@@ -108,6 +109,20 @@ function ipAddress() {
 function pathString(what: string) {
   const error = `expected ${what}`;
   return z.string({ error }).check(z.minLength(1, { error }));
+}
+
+/** A rate in bytes per second: a number, or one with a K, M or G suffix (see `parseRate`). */
+function rate() {
+  const error = "expected a rate in bytes per second, at least 1000, such as 1000, 512K or 10M " +
+    "(K, M, G: powers of 1000; Ki, Mi, Gi: of 1024; 0: no limit)";
+  const valid = (value: number | string) => {
+    const bytes = parseRate(value);
+    return bytes === 0 || (bytes !== undefined && bytes >= 1000);
+  };
+  return z.pipe(
+    z.union([z.number(), z.string()], { error }).check(z.refine(valid, { error })),
+    z.transform((value) => parseRate(value) ?? 0),
+  );
 }
 
 /** A list of permissions. */
@@ -211,6 +226,9 @@ const userSchema = z.strictObject({
   password: passwordHash(),
   home: pathString("a home directory path"),
   permissions: permissionList(),
+  max_download_rate: z.optional(rate()),
+  max_upload_rate: z.optional(rate()),
+  max_sessions: z.optional(intAtLeast(1)),
 });
 
 const usersSchema = z._default(
@@ -240,6 +258,9 @@ const anonymousSchema = z.strictObject({
   enabled: z._default(z.boolean(), false),
   home: z.optional(pathString("a home directory path")),
   permissions: permissionList(),
+  max_download_rate: z.optional(rate()),
+  max_upload_rate: z.optional(rate()),
+  max_sessions: z.optional(intAtLeast(1)),
 }).check(z.superRefine((anonymous, ctx) => {
   if (anonymous.enabled && anonymous.home === undefined) {
     ctx.addIssue({
@@ -263,6 +284,8 @@ const limitsSchema = z.strictObject({
   max_login_failures_per_address: z._default(intAtLeast(1), 10),
   login_failure_window_seconds: z._default(timeoutSeconds(), 300),
   ban_seconds: z._default(timeoutSeconds(), 600),
+  max_download_rate: z.optional(rate()),
+  max_upload_rate: z.optional(rate()),
 });
 
 const logSchema = z.strictObject({

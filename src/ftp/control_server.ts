@@ -20,6 +20,7 @@ import {
 } from "./connection.ts";
 import { NodeConnection, tlsHandshake, type TlsIdentity } from "./tls.ts";
 import { Activity } from "../observe/activity.ts";
+import { SharedLimits } from "./rate.ts";
 
 /** What the status snapshot reads of a transfer in progress. */
 export interface RunningTransfer {
@@ -61,6 +62,8 @@ export interface ControlSession {
   run(): Promise<void>;
   /** Tells the client 421 with `text` and ends the session. */
   shutdown(text: string): Promise<void>;
+  /** The server's per-user rate buckets and session counts; set on admission. */
+  shared?: SharedLimits | null;
 }
 
 /** Process-wide counters, read by the status and metrics endpoints. */
@@ -89,6 +92,8 @@ export abstract class ControlServer<S extends ControlSession> {
   readonly activity: Activity = new Activity();
   /** Failed logins per client address; kept across reloads, so a reload lifts no ban. */
   readonly throttle: LoginThrottle;
+  /** Rate buckets and logged-in sessions per user; kept across reloads (rates follow them). */
+  readonly shared: SharedLimits = new SharedLimits();
   #listener: Deno.TcpListener | null = null;
   readonly #nodeServers: net.Server[] = [];
   #handshaking = 0;
@@ -262,6 +267,7 @@ export abstract class ControlServer<S extends ControlSession> {
       return;
     }
     const session = this.createSession(conn);
+    session.shared = this.shared;
     this.sessions.add(session);
     this.#perAddress.set(addr, (this.#perAddress.get(addr) ?? 0) + 1);
     const running = session.run().catch((e) => {

@@ -19,7 +19,8 @@ import { formatReply } from "./codec.ts";
 import { type CommandLine, readCommands } from "./line_reader.ts";
 import { OrderedWriter } from "./reply_writer.ts";
 import { NodeConnection, type TlsIdentity, tlsRequiredFor, upgradeControl } from "./tls.ts";
-import { giveBuffer, takeBuffer } from "./transfer_io.ts";
+import { BUFFER_SIZE, giveBuffer, takeBuffer } from "./transfer_io.ts";
+import type { Direction, RateLimit, SharedLimits } from "./rate.ts";
 
 /** What every session, of either product, shares with its server. */
 export interface KitDeps {
@@ -78,6 +79,12 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
   abstract readonly transfer: RunningTransfer | null;
   /** `Date.now()` of the last command (or of the connect). */
   lastActivity: number = Date.now();
+  /** The server's per-user rate buckets and session counts (null: none, as in unit tests). */
+  shared: SharedLimits | null = null;
+  /** The user whose login this session holds in `shared`'s count. */
+  #counted: string | null = null;
+  /** The live config (a reload replaces it), for the rate limits. */
+  readonly #liveConfig = () => this.deps.config;
   protected readonly out: OrderedWriter;
   #buf: Uint8Array | null = null;
   #idle: ReturnType<typeof setTimeout> | undefined;
@@ -231,6 +238,7 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
     const limits = this.deps.config.limits;
     const loggedIn = this.loggedIn;
     const seconds = loggedIn ? limits.idle_timeout_seconds : limits.login_timeout_seconds;
+    if (this.#counted !== null && !loggedIn) this.#releaseLogin(); // after REIN
     if (loggedIn) this.#loginClock = null;
     else this.#loginClock ??= Date.now();
     this.#deadline = (this.#loginClock ?? Date.now()) + seconds * 1000;
@@ -256,12 +264,46 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
     return this.data.listeningPorts;
   }
 
-  /** Counts a successful login and forgets the address's failures. */
-  loginSucceeded(): void {
-    const { stats, throttle, log } = this.deps;
-    stats.loginsOk++;
+  /**
+   * Counts a successful login and forgets the address's failures. False
+   * when the user has `max_sessions` sessions already: the client is told
+   * 421 and the session ends (a reply queued after this one is dropped).
+   */
+  loginSucceeded(): boolean {
+    const { stats, throttle, log, config } = this.deps;
     throttle.succeed(this.peer);
+    const name = this.userName;
+    if (name !== null && this.shared && this.#counted === null) {
+      if (!this.shared.claimSession(config, name)) {
+        log.info("session {session}: {user} has max_sessions ({max}) sessions: refused", {
+          ...this.ctx,
+          max: this.shared.maxSessions(config, name),
+        });
+        // close() runs before a reply queued after this one, which is thus dropped.
+        this.reply(421, "Too many sessions for this user").then(() => this.close());
+        return false;
+      }
+      this.#counted = name;
+    }
+    stats.loginsOk++;
     log.info("session {session} logged in as {user}", this.ctx);
+    return true;
+  }
+
+  #releaseLogin(): void {
+    if (this.#counted !== null) this.shared?.releaseSession(this.#counted);
+    this.#counted = null;
+  }
+
+  /**
+   * The rate limit a transfer in `direction` ("out": download) waits on,
+   * shared with the user's other sessions and the whole server; null when
+   * none applies. Whatever moves a file's bytes takes them chunk by chunk
+   * with `pace` (rate.ts), or passes the limit to `pump`.
+   */
+  rateLimit(direction: Direction): RateLimit | null {
+    if (!this.shared) return null;
+    return this.shared.limitFor(this.#liveConfig, this.userName, direction, BUFFER_SIZE);
   }
 
   /**
@@ -343,6 +385,7 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.#idle);
+    this.#releaseLogin();
     this.onClose();
     this.data.close();
     closeQuietly(this.conn);

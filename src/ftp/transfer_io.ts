@@ -6,6 +6,7 @@
  * @module
  */
 import { writeAll } from "./connection.ts";
+import { pace, type RateLimit } from "./rate.ts";
 
 /** Size of a transfer buffer: large reads and writes keep the data path fast. */
 export const BUFFER_SIZE = 1 << 20;
@@ -119,14 +120,21 @@ export interface Progress {
 
 /**
  * Copies `from` to `to` using `buf`. Errors reading `from` or writing `to`
- * are tagged so the caller can tell the network from the disk.
+ * are tagged so the caller can tell the network from the disk. With a
+ * `limit`, reads are of `limit.chunk` bytes and each chunk waits for its
+ * tokens before it is written; without one the loop is unchanged.
  */
 export async function pump(
   from: { read(p: Uint8Array): Promise<number | null> },
   to: { write(p: Uint8Array): Promise<number> },
-  options: { buf: Uint8Array; progress: Progress; fromIsDisk: boolean },
+  options: { buf: Uint8Array; progress: Progress; fromIsDisk: boolean; limit?: RateLimit | null },
 ): Promise<void> {
-  const { buf, progress } = options;
+  const { progress } = options;
+  const limit = options.limit ?? null;
+  // One view for the whole transfer: no allocation per chunk.
+  const buf = limit && limit.chunk < options.buf.length
+    ? options.buf.subarray(0, limit.chunk)
+    : options.buf;
   while (true) {
     let n: number | null;
     try {
@@ -138,6 +146,10 @@ export async function pump(
       throw options.fromIsDisk ? diskError(e) : new DataError(426, connMessage(e));
     }
     if (n === null) return;
+    if (limit !== null) {
+      const wait = pace(limit, n);
+      if (wait) await wait;
+    }
     try {
       await writeAll(to, buf.subarray(0, n));
     } catch (e) {

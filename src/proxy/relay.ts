@@ -6,6 +6,7 @@
  */
 import { closeQuietly, type Connection } from "../ftp/connection.ts";
 import { type Progress, pump, watchStall } from "../ftp/transfer_io.ts";
+import type { RateLimit } from "../ftp/rate.ts";
 
 /** What the relay needs of each side's data connection. */
 type Stream = Pick<Connection, "read" | "write" | "close">;
@@ -57,10 +58,16 @@ export class DataRelay {
   /**
    * Starts relaying at once. `direction` says which side sends:
    * "download" moves upstream to client, "upload" client to upstream.
+   * `limit` paces the bytes (the session's `rateLimit`); none by default.
    */
   constructor(
     conns: { client: Stream; upstream: Stream },
-    options: { direction: "download" | "upload"; buf: Uint8Array; stallMs: number },
+    options: {
+      direction: "download" | "upload";
+      buf: Uint8Array;
+      stallMs: number;
+      limit?: RateLimit | null;
+    },
   ) {
     this.#client = conns.client;
     this.#upstream = conns.upstream;
@@ -83,7 +90,7 @@ export class DataRelay {
   async #run(
     fromSide: Side,
     toSide: Side,
-    options: { buf: Uint8Array; stallMs: number },
+    options: { buf: Uint8Array; stallMs: number; limit?: RateLimit | null },
   ): Promise<RelayResult> {
     const conn = (side: Side) => side === "client" ? this.#client : this.#upstream;
     const from = conn(fromSide);
@@ -109,7 +116,8 @@ export class DataRelay {
       this.#closeBoth();
     });
     try {
-      await pump(source, sink, { buf: options.buf, progress: this.progress, fromIsDisk: false });
+      const { buf, limit } = options;
+      await pump(source, sink, { buf, progress: this.progress, fromIsDisk: false, limit });
       if (this.#aborted) return { outcome: "aborted", bytes: this.progress.bytes };
       return { outcome: "ok", bytes: this.progress.bytes };
     } catch (e) {

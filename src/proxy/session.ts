@@ -380,6 +380,7 @@ export class ProxySession extends SessionBase<ProxyDeps> {
         direction: t.direction,
         buf: this.buffer,
         stallMs: this.#dataTimeoutMs,
+        limit: this.rateLimit(t.direction === "download" ? "out" : "in"),
       });
       t.state = "relaying";
       if (!forwarded) this.#forward(reply);

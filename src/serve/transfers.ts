@@ -182,7 +182,8 @@ export async function retr(s: Session, arg: string) {
       size: info.size - offset,
       opening: `Opening ${s.binary ? "BINARY" : "ASCII"} mode data connection for ${vpath} ` +
         `(${info.size - offset} bytes)`,
-      body: (conn, progress) => pump(file, conn, { buf: s.buffer, progress, fromIsDisk: true }),
+      body: (conn, progress) =>
+        pump(file, conn, { buf: s.buffer, progress, fromIsDisk: true, limit: s.rateLimit("out") }),
       cleanup: () => file.close(),
     });
   } catch (e) {
@@ -228,7 +229,8 @@ export async function storeAtomic(s: Session, vpath: string) {
     what: vpath,
     direction: "in",
     opening: `Ok to send data for ${vpath}`,
-    body: (conn, progress) => pump(conn, out, { buf: s.buffer, progress, fromIsDisk: false }),
+    body: (conn, progress) =>
+      pump(conn, out, { buf: s.buffer, progress, fromIsDisk: false, limit: s.rateLimit("in") }),
     cleanup: async (ok) => {
       let renamed = false;
       try {
@@ -313,7 +315,8 @@ export async function store(s: Session, arg: string, how: "stor" | "appe" | "sto
         await file.truncate(offset);
         await file.seek(offset, Deno.SeekMode.Start);
       }
-      await pump(conn, out, { buf: s.buffer, progress, fromIsDisk: false });
+      const limit = s.rateLimit("in");
+      await pump(conn, out, { buf: s.buffer, progress, fromIsDisk: false, limit });
     },
     cleanup: async (ok) => {
       try {
