@@ -138,16 +138,44 @@ function factType(info: Deno.FileInfo, given?: "cdir" | "pdir"): string {
   return "file";
 }
 
+/** Every MLST fact serve knows, in FEAT's order; all are on until OPTS MLST picks some. */
+export const MLST_FACTS = [
+  "type",
+  "size",
+  "modify",
+  "perm",
+  "unique",
+  "unix.mode",
+  "unix.owner",
+  "unix.group",
+] as const;
+
+/**
+ * The `unix.mode` (four octal digits, permission and setuid/setgid/sticky
+ * bits), `unix.owner` and `unix.group` (numeric uid and gid) facts, each
+ * left out where the platform does not give it (Windows).
+ */
+function unixFacts(info: Deno.FileInfo): string[] {
+  const facts: string[] = [];
+  if (info.mode !== null) {
+    facts.push(`unix.mode=${(info.mode & 0o7777).toString(8).padStart(4, "0")}`);
+  }
+  if (info.uid !== null) facts.push(`unix.owner=${info.uid}`);
+  if (info.gid !== null) facts.push(`unix.group=${info.gid}`);
+  return facts;
+}
+
 /**
  * One MLSD/MLST line (RFC 3659): facts, one space, name. Example:
  * `type=file;size=123;modify=20261126095900;perm=rl;unique=803U1a2b; name`.
  * `size` is given for non-directories only; `unique` is device and inode in
- * hex and omitted where the platform has no inode. No CRLF, no leading space
- * (MLST's reply line wants one; the caller adds it).
+ * hex and omitted where the platform has no inode. With `unix`, the
+ * `unix.mode`, `unix.owner` and `unix.group` facts follow where known. No
+ * CRLF, no leading space (MLST's reply line wants one; the caller adds it).
  */
 export function formatFacts(
   entry: ListEntry,
-  options: { type?: "cdir" | "pdir"; perm: string },
+  options: { type?: "cdir" | "pdir"; perm: string; unix?: boolean },
 ): string {
   const { info } = entry;
   const facts = [`type=${factType(info, options.type)}`];
@@ -157,6 +185,7 @@ export function formatFacts(
   }
   facts.push(`perm=${options.perm.replace(/[^a-z]/g, "")}`);
   if (info.ino !== null) facts.push(`unique=${info.dev.toString(16)}U${info.ino.toString(16)}`);
+  if (options.unix) facts.push(...unixFacts(info));
   return `${facts.join(";")}; ${entry.name}`;
 }
 

@@ -2,17 +2,69 @@
  * serve's command table: every FTP command declared once with its login
  * rule, argument rule, permission, HELP text, FEAT line and handler. The
  * session's gate (session.ts) applies the rules; the handlers live by
- * family in login.ts, files.ts, transfers.ts and listings.ts.
+ * family in login.ts, files.ts, transfers.ts, listings.ts, site.ts and
+ * hash.ts.
+ *
+ * Permissions are decided here and in the gate: each command's `perm` is
+ * checked before its handler runs. A drop box (a user with `write` but not
+ * `read`) follows from that: every command that shows names or contents
+ * (LIST, NLST, MLSD, MLST, STAT path, RETR, SIZE, MDTM, HASH) needs `read`,
+ * so is 550; and STOR, APPE and RNTO onto an existing name also need
+ * `delete` ({@linkcode refuseOverwrite}, 553), so one sender cannot replace
+ * another's file.
  * @module
  */
-import { allo, cwd, dele, mdtmCmd, mkd, pwd, rest, rmd, rnfr, rnto, size } from "./files.ts";
-import { list, mlsd, mlst, nlst, stat } from "./listings.ts";
+import {
+  allo,
+  cwd,
+  dele,
+  mdtmCmd,
+  mfmt,
+  mkd,
+  pwd,
+  refuseOverwrite,
+  rest,
+  rmd,
+  rnfr,
+  rnto,
+  size,
+} from "./files.ts";
+import { hash, HASH_FEAT, optsHash } from "./hash.ts";
+import { list, mlsd, mlst, nlst, optsMlst, stat } from "./listings.ts";
 import { feat, help, mode, opts, pass, quit, rein, stru, type, user } from "./login.ts";
 import { auth, ccc, pbsz, prot } from "../ftp/security.ts";
-import type { CommandSpec } from "./session.ts";
+import type { CommandSpec, Session } from "./session.ts";
+import { site } from "./site.ts";
 import { abor, retr, store } from "./transfers.ts";
+import { MLST_FACTS } from "../fs/listing.ts";
 
 type Add = (names: string | string[], spec: Omit<CommandSpec, "name">) => void;
+
+/** OPTS: HASH (hash.ts) and MLST (listings.ts) here, the rest in login.ts. */
+function optsCommand(s: Session, arg: string) {
+  const a = arg.trim();
+  const space = a.indexOf(" ");
+  const name = (space === -1 ? a : a.slice(0, space)).toUpperCase();
+  const value = space === -1 ? "" : a.slice(space + 1);
+  if (name === "HASH") return optsHash(s, value);
+  if (name === "MLST") return optsMlst(s, value);
+  return opts(s, arg);
+}
+
+/** STOR or APPE, after the drop-box rule ({@linkcode refuseOverwrite}) allowed it. */
+async function storeChecked(s: Session, arg: string, how: "stor" | "appe") {
+  if (await refuseOverwrite(s, arg)) return;
+  return store(s, arg, how);
+}
+
+/** RNTO, after the drop-box rule allowed it: a rename must not replace a file either. */
+async function rntoChecked(s: Session, arg: string) {
+  if (s.renameFrom !== null && await refuseOverwrite(s, arg)) {
+    s.renameFrom = null;
+    return;
+  }
+  return rnto(s, arg);
+}
 
 /** Login, session and information commands. */
 function sessionCommands(add: Add): void {
@@ -42,7 +94,12 @@ function sessionCommands(add: Add): void {
   });
   add("FEAT", { ...open, arg: "none", help: "list extensions", handler: feat });
   add("HELP", { ...open, arg: "optional", help: "HELP [command]", handler: help });
-  add("OPTS", { ...open, arg: "required", help: "OPTS UTF8 ON | OPTS MLST facts", handler: opts });
+  add("OPTS", {
+    ...open,
+    arg: "required",
+    help: "OPTS UTF8 ON | OPTS MLST facts | OPTS HASH [algorithm]",
+    handler: optsCommand,
+  });
   add("AUTH", {
     ...open,
     arg: "required",
@@ -76,7 +133,13 @@ function sessionCommands(add: Add): void {
     help: "refused: the control connection stays encrypted",
     handler: ccc,
   });
-  add(["ACCT", "SMNT", "SITE"], {
+  add("SITE", {
+    ...auth_,
+    arg: "required",
+    help: "SITE CHMOD mode path | SITE HELP",
+    handler: site,
+  });
+  add(["ACCT", "SMNT"], {
     ...auth_,
     arg: "optional",
     help: "not implemented",
@@ -120,7 +183,7 @@ function fileCommands(add: Add): void {
   });
   add("DELE", { ...auth_, arg: "required", perm: "delete", help: "DELE file", handler: dele });
   add("RNFR", { ...auth_, arg: "required", perm: "rename", help: "RNFR from", handler: rnfr });
-  add("RNTO", { ...auth_, arg: "required", perm: "rename", help: "RNTO to", handler: rnto });
+  add("RNTO", { ...auth_, arg: "required", perm: "rename", help: "RNTO to", handler: rntoChecked });
   add("SIZE", {
     ...auth_,
     arg: "required",
@@ -136,6 +199,22 @@ function fileCommands(add: Add): void {
     help: "MDTM file",
     feat: "MDTM",
     handler: mdtmCmd,
+  });
+  add("MFMT", {
+    ...auth_,
+    arg: "required",
+    perm: "write",
+    help: "MFMT YYYYMMDDHHMMSS[.sss] path: set the modification time (UTC)",
+    feat: "MFMT",
+    handler: mfmt,
+  });
+  add("HASH", {
+    ...auth_,
+    arg: "required",
+    perm: "read",
+    help: "HASH file: the file's hash (OPTS HASH selects the algorithm)",
+    feat: HASH_FEAT,
+    handler: hash,
   });
   add("TYPE", { ...auth_, arg: "required", help: "TYPE A | I", handler: type });
   add("MODE", { ...auth_, arg: "required", help: "MODE S", handler: mode });
@@ -193,7 +272,7 @@ function listingCommands(add: Add): void {
     arg: "optional",
     perm: "read",
     help: "MLSD [dir]",
-    feat: "MLST type*;size*;modify*;perm*;unique*;",
+    feat: `MLST ${MLST_FACTS.map((f) => f + "*;").join("")}`,
     handler: mlsd,
   });
   add("MLST", { ...auth_, arg: "optional", perm: "read", help: "MLST [path]", handler: mlst });
@@ -208,14 +287,14 @@ function fileTransferCommands(add: Add): void {
     arg: "required",
     perm: "write",
     help: "STOR file",
-    handler: (s, a) => store(s, a, "stor"),
+    handler: (s, a) => storeChecked(s, a, "stor"),
   });
   add("APPE", {
     ...auth_,
     arg: "required",
     perm: "write",
     help: "APPE file",
-    handler: (s, a) => store(s, a, "appe"),
+    handler: (s, a) => storeChecked(s, a, "appe"),
   });
   add("STOU", {
     ...auth_,

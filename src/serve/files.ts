@@ -1,8 +1,9 @@
 /**
  * serve's directory and file commands: CWD, PWD, MKD, RMD, DELE, RNFR,
- * RNTO, SIZE, MDTM, REST and ALLO.
+ * RNTO, SIZE, MDTM, MFMT, REST and ALLO, and the drop-box rule for uploads.
  * @module
  */
+import { PathError } from "../fs/jail.ts";
 import type { Session } from "./session.ts";
 
 function quote(path: string): string {
@@ -88,6 +89,64 @@ export async function mdtmCmd(s: Session, arg: string) {
   const info = Deno.statSync(real);
   if (!info.isFile) return s.reply(550, "Not a plain file");
   return s.reply(213, mdtm(info.mtime));
+}
+
+/** An MFMT time-val, YYYYMMDDHHMMSS with up to three decimals, as a UTC date; null if invalid. */
+export function parseTimeVal(text: string): Date | null {
+  const m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.(\d{1,3}))?$/.exec(text);
+  if (!m) return null;
+  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number);
+  const ms = m[7] ? Number(m[7].padEnd(3, "0")) : 0;
+  const t = new Date(Date.UTC(y, mo - 1, d, h, mi, sec, ms));
+  // Date.UTC rolls over (month 13, 31 February, 24:00); a valid time round-trips.
+  const same = t.getUTCFullYear() === y && t.getUTCMonth() === mo - 1 && t.getUTCDate() === d &&
+    t.getUTCHours() === h && t.getUTCMinutes() === mi && t.getUTCSeconds() === sec;
+  return same ? t : null;
+}
+
+/**
+ * The canonical path of an existing entry `real` (from the jail's resolve),
+ * symlinks followed, checked to lie inside the home (553 otherwise). Calls
+ * that follow symlinks (utime, chmod) are given this path, so they act on
+ * the file inside the jail that the link names, never on one outside.
+ */
+export function canonicalInside(s: Session, real: string): string {
+  const canonical = Deno.realPathSync(real);
+  const root = s.home.realRoot;
+  const inside = canonical === root || canonical.startsWith(root === "/" ? "/" : root + "/");
+  if (!inside) throw new PathError(553, "Path outside home");
+  return canonical;
+}
+
+/** MFMT time path (draft-somers-ftp-mfxx): sets the modification time, in UTC. */
+export async function mfmt(s: Session, arg: string) {
+  const m = /^(\S+) +(.+)$/.exec(arg.trim());
+  const time = m ? parseTimeVal(m[1]) : null;
+  if (!m || !time) return s.reply(501, "MFMT needs a time YYYYMMDDHHMMSS[.sss] and a path");
+  const real = canonicalInside(s, await s.home.resolve(s.path(m[2]), { mustExist: true }));
+  const info = Deno.statSync(real);
+  Deno.utimeSync(real, info.atime ?? time, time);
+  return s.reply(213, `Modify=${m[1]}; ${m[2]}`);
+}
+
+/**
+ * The drop-box rule: a user who may write but not read may not replace or
+ * extend what is there (another sender's upload) unless they may also
+ * delete. Returns true, having replied 553, when `arg` names an existing
+ * entry such a user may not overwrite (STOR), append to (APPE) or rename
+ * onto (RNTO).
+ */
+export async function refuseOverwrite(s: Session, arg: string): Promise<boolean> {
+  const p = s.account!.permissions;
+  if (p.has("read") || p.has("delete")) return false;
+  const real = await s.home.resolve(s.path(arg || "upload"), { forCreate: true });
+  try {
+    Deno.lstatSync(real);
+  } catch {
+    return false; // nothing there (or not visible): the upload creates it
+  }
+  await s.reply(553, "File exists; this user may not replace files");
+  return true;
 }
 
 export function rest(s: Session, arg: string) {

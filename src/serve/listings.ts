@@ -9,6 +9,7 @@ import {
   formatFacts,
   formatListLine,
   type ListEntry,
+  MLST_FACTS,
   parseListArgs,
   permFacts,
   readEntries,
@@ -101,15 +102,29 @@ export async function nlst(s: Session, arg: string) {
   await sendText(s, "NLST", vpath, names.map((n) => n + "\r\n").join(""));
 }
 
+/** The facts each session picked with OPTS MLST; a session not in it gets them all. */
+const chosenFacts = new WeakMap<Session, ReadonlySet<string>>();
+
+/** OPTS MLST facts: keeps the known facts named (case-insensitive) and lists them. */
+export function optsMlst(s: Session, value: string) {
+  const known: readonly string[] = MLST_FACTS;
+  const wanted = known.filter((f) => value.split(";").some((w) => w.trim().toLowerCase() === f));
+  chosenFacts.set(s, new Set(wanted));
+  s.mlstFacts = new Set(wanted);
+  return s.reply(200, `MLST OPTS ${wanted.map((f) => f + ";").join("")}`);
+}
+
 function factsFor(s: Session, entry: ListEntry, kind?: "cdir" | "pdir"): string {
   const line = formatFacts(entry, {
     type: kind,
     perm: permFacts(entry.info.isDirectory, perms(s)),
+    unix: true,
   });
-  if (s.mlstFacts.size === 5) return line;
+  const chosen = chosenFacts.get(s);
+  if (!chosen || chosen.size === MLST_FACTS.length) return line;
   const space = line.indexOf(" ");
   const facts = line.slice(0, space).split(";").filter((f) =>
-    f && s.mlstFacts.has(f.split("=")[0].toLowerCase())
+    f && chosen.has(f.split("=")[0].toLowerCase())
   );
   return facts.map((f) => f + ";").join("") + line.slice(space);
 }
