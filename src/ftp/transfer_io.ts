@@ -64,7 +64,7 @@ export function pooledBuffers(): number {
 
 /** Why a data connection could not be used. */
 export class DataError extends Error {
-  constructor(readonly code: 425 | 426 | 451 | 452 | 521 | 522 | 552, message: string) {
+  constructor(readonly code: 425 | 426 | 451 | 452 | 521 | 522 | 552 | 553, message: string) {
     super(message);
   }
 }

@@ -137,8 +137,7 @@ export async function mfmt(s: Session, arg: string) {
  * onto (RNTO).
  */
 export async function refuseOverwrite(s: Session, arg: string): Promise<boolean> {
-  const p = s.account!.permissions;
-  if (p.has("read") || p.has("delete")) return false;
+  if (mayReplace(s)) return false;
   const real = await s.home.resolve(s.path(arg || "upload"), { forCreate: true });
   try {
     Deno.lstatSync(real);
@@ -147,6 +146,12 @@ export async function refuseOverwrite(s: Session, arg: string): Promise<boolean>
   }
   await s.reply(553, "File exists; this user may not replace files");
   return true;
+}
+
+/** Whether the user may replace an existing file: all but drop-box users without `delete`. */
+export function mayReplace(s: Session): boolean {
+  const p = s.account!.permissions;
+  return p.has("read") || p.has("delete");
 }
 
 export function rest(s: Session, arg: string) {

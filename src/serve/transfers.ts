@@ -14,6 +14,7 @@ import {
   watchStall,
 } from "../ftp/transfer_io.ts";
 import { PathError } from "../fs/jail.ts";
+import { mayReplace } from "./files.ts";
 import type { Session, Transfer } from "./session.ts";
 
 const encoder = new TextEncoder();
@@ -248,7 +249,8 @@ export async function storeAtomic(s: Session, vpath: string) {
           if (s.closed || s.transfer?.aborted) {
             throw new DataError(426, "Connection closed; transfer aborted");
           }
-          await Deno.rename(temp, target);
+          if (mayReplace(s)) await Deno.rename(temp, target);
+          else await linkNew(temp, target); // a drop box: never over another sender's file
           renamed = true;
           await syncDirectory(dir);
         }
@@ -257,6 +259,19 @@ export async function storeAtomic(s: Session, vpath: string) {
       }
     },
   });
+}
+
+/** Gives `temp` the name `target` only if nothing has it yet (553 otherwise), then drops `temp`. */
+async function linkNew(temp: string, target: string): Promise<void> {
+  try {
+    await Deno.link(temp, target);
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists) {
+      throw new DataError(553, "File exists; this user may not replace files");
+    }
+    throw e;
+  }
+  await Deno.remove(temp);
 }
 
 /** STOU: a new file named `vpath`, else `vpath.1`, `vpath.2` ... (at most 1,000 tries). */
@@ -286,6 +301,8 @@ async function openForWrite(
     return { file: await Deno.open(real, { write: true, createNew: true }), vpath, created: true };
   } catch (e) {
     if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    // Another sender's file, created since the check: a drop box never replaces it.
+    if (!mayReplace(s)) throw new PathError(553, "File exists; this user may not replace files");
     const info = Deno.statSync(real);
     if (!info.isFile) throw new PathError(553, "Not a plain file");
     return { file: await Deno.open(real, { write: true }), vpath, created: false };

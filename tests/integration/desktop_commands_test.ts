@@ -296,6 +296,46 @@ out["RNTO2"] = code("RNTO fresh.txt")
   }
 });
 
+Deno.test("drop box, atomic uploads: two senders racing for one new name: the first to finish keeps it", async () => {
+  const srv = await startServer({
+    tweak: (c) => {
+      c.atomic_uploads = true;
+      c.users.push({ ...c.users[0], name: "drop", permissions: ["write"] });
+    },
+  });
+  try {
+    // A starts first and is still sending when B's whole upload lands.
+    const r = await run("python3", [
+      "-c",
+      `import ftplib, io, sys
+def login():
+    f = ftplib.FTP(); f.connect("127.0.0.1", int(sys.argv[1]), timeout=20)
+    f.login("drop", sys.argv[2]); f.voidcmd("TYPE I"); return f
+a, b = login(), login()
+conn = a.transfercmd("STOR race.txt")
+conn.sendall(b"from A\\n")
+print(b.storbinary("STOR race.txt", io.BytesIO(b"from B\\n")))
+conn.close()
+try:
+    print(a.voidresp())
+except ftplib.all_errors as e:
+    print(e)
+`,
+      String(srv.port),
+      PASSWORD,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const [bReply, aReply] = r.stdout.trim().split("\n");
+    assert.match(bReply, /^226 /);
+    assert.match(aReply, /^553 /, "the later sender does not replace the file");
+    assert.equal(await Deno.readTextFile(`${srv.root}/race.txt`), "from B\n");
+    const left = [...Deno.readDirSync(srv.root)].map((e) => e.name).filter((n) => n !== "race.txt");
+    assert.deepEqual(left, [], "no temporary file is left behind");
+  } finally {
+    await srv.close();
+  }
+});
+
 /** Settings that keep lftp from retrying for minutes or trying TLS. */
 const LFTP_SETTINGS = "set ftp:ssl-allow no; set net:max-retries 1; set net:timeout 10; " +
   "set net:reconnect-interval-base 1; set cmd:fail-exit yes";
