@@ -15,6 +15,9 @@ declare -A pkg_for=(
   [nft]=nftables [ip]=iproute2 [vsftpd]=vsftpd [openssl]=openssl [rclone]=rclone
   [flock]=util-linux [runuser]=util-linux [fuser]=psmisc [useradd]=passwd
   [systemd-analyze]=systemd [fail2ban-regex]=fail2ban [chromium]=chromium
+  # The port-mapping lab: a real router daemon (installed neither enabled nor started)
+  # and two independent clients to cross-check its mappings.
+  [miniupnpd]=miniupnpd-nftables [natpmpc]=natpmpc [upnpc]=miniupnpc
 )
 missing=()
 for cmd in "${!pkg_for[@]}"; do

@@ -320,13 +320,15 @@ export class NatLab {
   /**
    * Builds the lab; on failure removes whatever was made and rethrows.
    * `tag` (letters) keeps the namespace names of labs in one process apart.
+   * `forward: false` leaves out the server router's DNAT (a port-mapping
+   * daemon such as miniupnpd adds the forwards instead).
    */
-  static async create(options: { tag?: string } = {}): Promise<NatLab> {
+  static async create(options: { tag?: string; forward?: boolean } = {}): Promise<NatLab> {
     const tag = options.tag ?? "";
     if (!/^[a-z]*$/.test(tag)) throw new TypeError(`lab tag must be lower-case letters: ${tag}`);
     const lab = new NatLab(await Deno.makeTempDir({ prefix: "pn-lab-" }), tag);
     try {
-      await lab.#build();
+      await lab.#build(options.forward ?? true);
     } catch (e) {
       await lab.close();
       throw e;
@@ -423,7 +425,7 @@ export class NatLab {
     ]);
   }
 
-  async #build(): Promise<void> {
+  async #build(forward: boolean): Promise<void> {
     for (const role of ROLES) {
       // A namespace left by an earlier run of the same PID would make `add` fail.
       await run("ip", ["netns", "del", this.ns[role]], { timeoutMs: 5_000 });
@@ -479,13 +481,15 @@ export class NatLab {
 }
 `,
     );
+    const dnat = forward
+      ? `    iifname "wan" tcp dport { ${FORWARD.control}, ${FORWARD.implicit}, ${FORWARD.min}-${FORWARD.max} } dnat to ${ADDR.srv}\n`
+      : "";
     await this.#nft(
       "srt",
       `table ip pitifulnat_lab {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
-    iifname "wan" tcp dport { ${FORWARD.control}, ${FORWARD.implicit}, ${FORWARD.min}-${FORWARD.max} } dnat to ${ADDR.srv}
-  }
+${dnat}  }
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
     oifname "wan" masquerade
@@ -627,4 +631,176 @@ export async function labGate(
     console.warn(`SKIPPED ${label}: missing ${missing.join(", ")} (it needs ${needs})`);
   }
   return { missing, ignore };
+}
+
+/**
+ * A STUN responder (RFC 5389 binding responses with MAPPED-ADDRESS only) for
+ * miniupnpd's `ext_perform_stun`: it tells each asker the source address and
+ * port it saw, from the port asked (it ignores CHANGE-REQUEST, so miniupnpd
+ * sees four answers, all alike, which it takes for "no filtering NAT").
+ */
+const STUN_RESPONDER = `
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("stun ready", flush=True)
+while True:
+    data, (ip, port) = s.recvfrom(2048)
+    if len(data) < 20 or data[0:2] != b"\\x00\\x01":
+        continue
+    attr = struct.pack("!HHBBH4s", 1, 8, 0, 1, port, socket.inet_aton(ip))
+    s.sendto(struct.pack("!HH", 0x0101, len(attr)) + data[4:20] + attr, (ip, port))
+    print("stun answered", ip, port, flush=True)
+`;
+
+/** Where the lab's STUN responder listens (in the "internet" namespace). */
+export const STUN_PORT = 3478;
+
+/** A miniupnpd running on the lab's server router. */
+export interface Miniupnpd {
+  /** The daemon (PID, log); replaced by {@linkcode Miniupnpd.restart}. */
+  proc: Proc;
+  /** The config file it reads. */
+  configFile: string;
+  /** Stops the daemon by PID (`sig`, then SIGKILL). */
+  stop(sig?: Deno.Signal): Promise<void>;
+  /**
+   * A router reboot: kills the daemon (SIGKILL), empties its nftables chains
+   * (a reboot loses the kernel's rules) and starts it again.
+   */
+  reboot(): Promise<void>;
+  /** The server router's miniupnpd nftables chains, listed. */
+  rules(): Promise<string>;
+}
+
+/** The nftables chains miniupnpd 2.3.1 (nftables build) fills: its defaults, in `inet filter`. */
+const MINIUPNPD_CHAINS = ["miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd"];
+
+/** The nftables structure miniupnpd needs (what Debian's nft_init.sh would create). */
+function miniupnpdTables(): string {
+  return `table inet filter {
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    jump miniupnpd
+  }
+  chain miniupnpd {
+  }
+  chain prerouting {
+    type nat hook prerouting priority -100; policy accept;
+    jump prerouting_miniupnpd
+  }
+  chain postrouting {
+    type nat hook postrouting priority 100; policy accept;
+    jump postrouting_miniupnpd
+  }
+  chain prerouting_miniupnpd {
+  }
+  chain postrouting_miniupnpd {
+  }
+}
+`;
+}
+
+/**
+ * miniupnpd's config for the lab: WAN `wan`, LAN `br-lan`, NAT-PMP/PCP and
+ * UPnP on, and the external address learned by STUN from the lab's own
+ * responder. Why STUN: miniupnpd 2.3.1 turns port forwarding off when the
+ * WAN interface's address is reserved (the lab's "internet" is TEST-NET-2,
+ * 198.51.100.0/24) and refuses a reserved `ext_ip=`; only the STUN path
+ * takes the address it is told without that check. No packet leaves the
+ * lab's namespaces and no public address is used.
+ */
+function miniupnpdConfig(leaseFile: string): string {
+  return [
+    "ext_ifname=wan",
+    "listening_ip=br-lan",
+    "http_port=5000",
+    "enable_natpmp=yes",
+    "enable_upnp=yes",
+    "secure_mode=yes",
+    "system_uptime=no",
+    "ext_perform_stun=yes",
+    `ext_stun_host=${ADDR.inet}`,
+    `ext_stun_port=${STUN_PORT}`,
+    `lease_file=${leaseFile}`,
+    "uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b",
+    "clean_ruleset_interval=0",
+    // PCP grants at least min_lifetime (default 120 s): short leases keep renewals within the test.
+    "min_lifetime=10",
+    "allow 1024-65535 10.0.0.0/24 1024-65535",
+    "deny 0-65535 0.0.0.0/0 0-65535",
+    "",
+  ].join("\n");
+}
+
+/** Matches the log line miniupnpd prints once NAT-PMP/PCP is listening. */
+const MINIUPNPD_READY = /Listening for NAT-PMP\/PCP traffic on port 5351/;
+
+/**
+ * Starts miniupnpd (Debian's `miniupnpd-nftables`) in the foreground on the
+ * server router, after its nftables chains and the STUN responder it asks.
+ * Stopped by PID by the returned handle or by {@linkcode NatLab.close}.
+ */
+export async function startMiniupnpd(lab: NatLab, dir: string): Promise<Miniupnpd> {
+  const program = findProgram("miniupnpd");
+  if (program === null) throw new Error("miniupnpd is not installed (miniupnpd-nftables)");
+  const tables = `${dir}/miniupnpd.nft`;
+  await Deno.writeTextFile(tables, miniupnpdTables());
+  await mustRun("ip", ["netns", "exec", lab.ns.srt, "nft", "-f", tables]);
+  const stunScript = `${dir}/stun_responder.py`;
+  await Deno.writeTextFile(stunScript, STUN_RESPONDER);
+  const stun = lab.spawn("inet", "python3", [stunScript, ADDR.inet, `${STUN_PORT}`]);
+  await stun.waitFor(/stun ready/, 5_000);
+  const configFile = `${dir}/miniupnpd.conf`;
+  const leaseFile = `${dir}/miniupnpd.leases`;
+  await Deno.writeTextFile(configFile, miniupnpdConfig(leaseFile));
+  const launch = async (): Promise<Proc> => {
+    const p = lab.spawn("srt", program, ["-d", "-f", configFile]);
+    await p.waitFor(MINIUPNPD_READY, 15_000);
+    return p;
+  };
+  const handle: Miniupnpd = {
+    proc: await launch(),
+    configFile,
+    async stop(sig: Deno.Signal = "SIGTERM") {
+      await handle.proc.stop(sig, 3_000);
+    },
+    async reboot() {
+      await handle.proc.stop("SIGKILL", 3_000);
+      for (const chain of MINIUPNPD_CHAINS) {
+        await mustRun("ip", [
+          "netns",
+          "exec",
+          lab.ns.srt,
+          "nft",
+          "flush",
+          "chain",
+          "inet",
+          "filter",
+          chain,
+        ]);
+      }
+      await Deno.remove(leaseFile).catch(() => {});
+      handle.proc = await launch();
+    },
+    async rules() {
+      const out: string[] = [];
+      for (const chain of MINIUPNPD_CHAINS) {
+        const r = await mustRun("ip", [
+          "netns",
+          "exec",
+          lab.ns.srt,
+          "nft",
+          "list",
+          "chain",
+          "inet",
+          "filter",
+          chain,
+        ]);
+        out.push(r.stdout);
+      }
+      return out.join("");
+    },
+  };
+  return handle;
 }

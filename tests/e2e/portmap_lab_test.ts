@@ -1,0 +1,286 @@
+/**
+ * Port mapping for real: the NAT lab without any manual forward on the
+ * server's router, a real miniupnpd (Debian's miniupnpd-nftables) there,
+ * and pitifulnat's port mapper on the server asking it for the control
+ * port and the passive range, over NAT-PMP, over UPnP-IGD (SSDP
+ * discovery, SOAP) and over PCP (MAP). A client behind its own router reaches the
+ * server through only those mappings; they are gone after stop; and when
+ * the router "reboots" (miniupnpd killed, its rules lost, started again)
+ * the next renewal notices (the NAT-PMP or PCP epoch went back; the UPnP entry is
+ * gone) and repairs them.
+ *
+ * About the addresses: the lab's internet is TEST-NET-2 (198.51.100.0/24),
+ * which miniupnpd 2.3.1 calls reserved and then refuses to forward (its
+ * `ext_allow_private_ipv4` override only exists from 2.3.9, and it refuses a
+ * reserved `ext_ip=`). Its STUN path takes the address it is told, so the
+ * lab runs a tiny STUN responder inside its own "internet" namespace (see
+ * startMiniupnpd in lab.ts): no traffic leaves the lab's namespaces and no
+ * public address is used. miniupnpc's `upnpc` likewise calls an IGD with a
+ * reserved WAN address "not connected", hence its `-i`.
+ *
+ * Needs root, the NAT lab's tools, miniupnpd (miniupnpd-nftables), natpmpc
+ * and upnpc (miniupnpc); skipped with a message otherwise, except under
+ * CI=true where that is a failure.
+ */
+import assert from "node:assert/strict";
+import { hashPassword } from "../../src/auth/password.ts";
+import { type MappingReport, PROTOCOL_NAME } from "../../src/nat/portmap/mod.ts";
+import { sha256File, writeRandomFile } from "../helpers/server.ts";
+import {
+  ADDR,
+  cacheCli,
+  cliArgs,
+  findProgram,
+  FORWARD,
+  fresh,
+  labCurl,
+  labGate,
+  type Miniupnpd,
+  mustRun,
+  NatLab,
+  type Proc,
+  REPO,
+  show,
+  startMiniupnpd,
+  told,
+} from "./lab.ts";
+
+const USER = "alice";
+const PASS = "lab-secret-2";
+/** The agent that runs the mapper in the server's namespace. */
+const AGENT = new URL("../tools/portmap_agent.ts", import.meta.url).pathname;
+/** A short lease, so renewals (every LEASE/2 s) happen within the test. */
+const LEASE = 20;
+/** The ports mapped: the control port and the lab's passive range. */
+const PORTS = `${FORWARD.control},${FORWARD.min}-${FORWARD.max}`;
+const PORT_COUNT = 1 + FORWARD.max - FORWARD.min + 1;
+
+const { missing, ignore } = await labGate(
+  "port-mapping lab",
+  "root, the NAT lab's tools, miniupnpd-nftables, natpmpc and miniupnpc",
+  ["miniupnpd", "natpmpc", "upnpc"].filter((p) => findProgram(p) === null),
+);
+
+/** The `ROUND {json}` reports the agent printed, in order. */
+function rounds(agent: Proc): MappingReport[] {
+  return [...agent.output.matchAll(/^ROUND (.*)$/gm)].map((m) => JSON.parse(m[1]));
+}
+
+/** Waits (bounded) until the agent has printed a round that `ok` accepts after the first `after`. */
+async function waitRound(
+  agent: Proc,
+  after: number,
+  ok: (r: MappingReport) => boolean,
+  timeoutMs: number,
+): Promise<MappingReport> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const found = rounds(agent).slice(after).find(ok);
+    if (found) return found;
+    if (agent.exited !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no such round within ${timeoutMs} ms\n${tail(agent)}`);
+}
+
+/** One `upnpc -l` listing, as "external->internal-address:port" (sorted). */
+async function upnpcOnce(lab: NatLab): Promise<string[]> {
+  const r = await lab.exec("srv", "upnpc", ["-i", "-l"], 20_000);
+  assert.equal(r.code, 0, show(r));
+  // " 4 TCP  2121->10.0.0.2:2121  'NAT-PMP 2121 tcp' '' 4"
+  return [...r.stdout.matchAll(/^\s*\d+ TCP\s+(\d+)->([\d.]+:\d+)/gm)]
+    .map((m) => `${m[1]}->${m[2]}`).sort();
+}
+
+/**
+ * The port mappings upnpc lists. It walks them by index, and a renewal
+ * running meanwhile can shift the indices: the listing counts once two in a
+ * row agree (at most 5 tries).
+ */
+async function upnpcList(lab: NatLab): Promise<string[]> {
+  let last = await upnpcOnce(lab);
+  for (let i = 0; i < 5; i++) {
+    const next = await upnpcOnce(lab);
+    if (next.join() === last.join()) return next;
+    last = next;
+  }
+  throw new Error(`upnpc listings never agreed; the last:\n${last.join("\n")}`);
+}
+
+/** The tail of a process's output, for assertion messages. */
+function tail(p: Proc, chars = 4000): string {
+  return `--- ${p.label.slice(0, 80)}\n${p.output.slice(-chars)}`;
+}
+
+/** A minimal serve config: the lab's ports, a fixed public address. */
+function serverConfig(home: string, hash: string): string {
+  return [
+    `listen: { address: 0.0.0.0, port: ${FORWARD.control} }`,
+    `passive: { min_port: ${FORWARD.min}, max_port: ${FORWARD.max} }`,
+    `public_address: { address: ${ADDR.srvRouterWan} }`,
+    "users:",
+    `  - name: ${USER}`,
+    `    password: "${hash}"`,
+    `    home: ${JSON.stringify(home)}`,
+    "    permissions: [read, write]",
+    "limits: { login_failure_delay_ms: 0, data_timeout_seconds: 10 }",
+    "log: { level: info }",
+    "",
+  ].join("\n");
+}
+
+Deno.test({
+  name: "port-mapping lab: NAT-PMP, UPnP-IGD and PCP mappings on a real miniupnpd carry FTP",
+  ignore,
+  async fn(t) {
+    if (missing.length > 0) {
+      throw new Error(
+        `port-mapping lab prerequisites missing under CI=true: ${missing.join(", ")}`,
+      );
+    }
+    await cacheCli();
+    await mustRun(Deno.execPath(), ["cache", AGENT], { timeoutMs: 120_000 });
+    const dir = await Deno.makeTempDir({ prefix: "pn-portmap-" });
+    const home = `${dir}/home`;
+    await Deno.mkdir(home);
+    await writeRandomFile(`${home}/dl.bin`, 1024 * 1024 + 3, 5);
+    await writeRandomFile(`${dir}/up.bin`, 512 * 1024 + 1, 6);
+    const dlSum = await sha256File(`${home}/dl.bin`);
+    const upSum = await sha256File(`${dir}/up.bin`);
+    const config = `${dir}/serve.yaml`;
+    await Deno.writeTextFile(config, serverConfig(home, await hashPassword(PASS)));
+
+    let lab: NatLab | null = null;
+    let miniupnpd: Miniupnpd | null = null;
+    let agent: Proc | null = null;
+    try {
+      lab = await NatLab.create({ tag: "pm", forward: false });
+      const theLab = lab;
+      assert.doesNotMatch(await lab.rulesets(), /dnat/, "no manual forward on the server router");
+      miniupnpd = await startMiniupnpd(lab, dir);
+      const upnpd = miniupnpd;
+      const server = lab.spawn("srv", Deno.execPath(), cliArgs("serve", "--config", config), {
+        cwd: REPO,
+      });
+      await server.waitFor(/listening on ftp:\/\//, 15_000);
+
+      const wan = ADDR.srvRouterWan;
+      const url = (path: string) => `ftp://${USER}:${PASS}@${wan}:${FORWARD.control}/${path}`;
+      /** A download and an upload from the client's namespace, checked by SHA-256. */
+      const transfers = async (name: string) => {
+        const to = await fresh(`${dir}/${name}.bin`);
+        const g = await labCurl(theLab, "cli", "pasv", ["-o", to, url("dl.bin")]);
+        assert.equal(g.code, 0, show(g));
+        assert.match(g.stderr, told(wan), show(g));
+        assert.equal(await sha256File(to), dlSum);
+        const p = await labCurl(theLab, "cli", "epsv", ["-T", `${dir}/up.bin`, url(`${name}.bin`)]);
+        assert.equal(p.code, 0, show(p));
+        assert.equal(await sha256File(`${home}/${name}.bin`), upSum);
+      };
+      const unreachable = async (why: string) => {
+        const r = await labCurl(theLab, "cli", "pasv", ["-o", "/dev/null", url("dl.bin")]);
+        assert.notEqual(r.code, 0, `${why}: the server must not be reachable:\n${show(r)}`);
+      };
+
+      await t.step("without mappings the server is unreachable from outside", async () => {
+        await unreachable("no mapping yet");
+      });
+
+      for (const protocol of ["natpmp", "upnp", "pcp"] as const) {
+        const name = PROTOCOL_NAME[protocol];
+        agent = theLab.spawn("srv", Deno.execPath(), [
+          "run",
+          "-A",
+          "--cached-only",
+          AGENT,
+          ADDR.srvRouterLan,
+          // NAT-PMP is told the server's address; the others find it (toward the gateway).
+          protocol === "natpmp" ? ADDR.srv : "-",
+          `${LEASE}`,
+          PORTS,
+          protocol,
+        ], { cwd: REPO });
+        const mapper = agent;
+
+        await t.step(
+          `${name}: the mapper maps the control port and the passive range`,
+          async () => {
+            const first = await waitRound(mapper, 0, () => true, 20_000);
+            assert.equal(first.error, null, `${JSON.stringify(first)}\n${tail(upnpd.proc)}`);
+            assert.equal(first.protocol, protocol);
+            assert.equal(first.gateway, ADDR.srvRouterLan);
+            assert.equal(first.externalAddress, wan);
+            assert.equal(first.mapped.length, PORT_COUNT);
+            assert.deepEqual(first.different, []);
+            assert.ok(first.mapped.every((m) => m.lifetimeSeconds === LEASE));
+            // Cross-checks by independent clients: natpmpc's view of the WAN address,
+            // upnpc's list of the redirects, and the router's own rules.
+            const n = await theLab.exec("srv", "natpmpc", ["-g", ADDR.srvRouterLan], 10_000);
+            assert.match(n.stdout, /Public IP address : 198\.51\.100\.20/, show(n));
+            const listed = await upnpcList(theLab);
+            const want: number[] = [FORWARD.control];
+            for (let p = FORWARD.min; p <= FORWARD.max; p++) want.push(p);
+            assert.deepEqual(listed, want.map((p) => `${p}->${ADDR.srv}:${p}`).sort());
+            const rules = await upnpd.rules();
+            assert.equal(rules.match(/dnat ip to 10\.0\.0\.2/g)?.length, PORT_COUNT, rules);
+          },
+        );
+
+        await t.step(
+          `${name}: a client behind its router transfers through the mappings`,
+          async () => {
+            await transfers(`through-${protocol}`);
+          },
+        );
+
+        await t.step(`${name}: renewals at half the lease keep the mappings`, async () => {
+          const before = rounds(mapper).length;
+          const r = await waitRound(mapper, before, () => true, LEASE * 1000 + 5_000);
+          assert.equal(r.mapped.length, PORT_COUNT);
+          assert.equal(r.gatewayRestarted, false);
+        });
+
+        await t.step(
+          `${name}: the router reboots, the next renewal repairs the mappings`,
+          async () => {
+            const before = rounds(mapper).length;
+            await upnpd.reboot();
+            assert.deepEqual(await upnpcList(theLab), [], "a rebooted miniupnpd has no mappings");
+            const repaired = await waitRound(
+              mapper,
+              before,
+              (r) => r.gatewayRestarted,
+              LEASE * 1000 + 5_000,
+            );
+            assert.equal(
+              repaired.mapped.length,
+              PORT_COUNT,
+              `${JSON.stringify(repaired)}\n${tail(upnpd.proc)}`,
+            );
+            assert.ok(
+              /lost its mappings \(restarted\): mapping again/.test(mapper.output),
+              tail(mapper),
+            );
+            assert.equal((await upnpcList(theLab)).length, PORT_COUNT);
+            await transfers(`after-reboot-${protocol}`);
+          },
+        );
+
+        await t.step(`${name}: stop removes every mapping`, async () => {
+          const stopped = await mapper.stop("SIGTERM", 15_000);
+          assert.equal(stopped.code, 0, tail(mapper));
+          assert.ok(/^STOPPED /m.test(mapper.output), tail(mapper));
+          assert.ok(new RegExp(`removed ${PORT_COUNT} mappings`).test(mapper.output), tail(mapper));
+          assert.deepEqual(await upnpcList(theLab), []);
+          assert.doesNotMatch(await upnpd.rules(), /dnat/);
+          await unreachable(`after ${name} stop`);
+        });
+      }
+    } finally {
+      await agent?.stop("SIGTERM", 10_000).catch(() => {});
+      await miniupnpd?.stop().catch(() => {});
+      await lab?.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
