@@ -21,6 +21,7 @@ import type { StatusSnapshot } from "../observe/status.ts";
 import {
   checkCertificate,
   checkHomes,
+  checkPortMapping,
   checkPorts,
   checkStatusPort,
   checkUpstream,
@@ -62,6 +63,7 @@ export async function runCheck(options: { config?: string; client?: string }): P
   checkStatusPort(config, { running: running !== null, report });
   if (!config.proxy) await checkHomes(config, report);
   await checkUpstream(config, report);
+  await checkPortMapping(config, { publicAddress, report });
   checkCertificate(config, { report, now: new Date() });
   return printReport(report, verdict(config, { local, lan }));
 }

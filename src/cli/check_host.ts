@@ -8,10 +8,13 @@ import type { Config } from "../config/schema.ts";
 import { hostPort, withTimeout } from "../ftp/connection.ts";
 import { canCreateIn, canList } from "../fs/access.ts";
 import { loadTlsIdentity } from "../ftp/tls.ts";
+import { unreachableFromInternet } from "../nat/address_kind.ts";
+import { describeReport } from "../nat/portmap/mod.ts";
 import { probeRange } from "../nat/port_range.ts";
 import type { StatusSnapshot } from "../observe/status.ts";
 import { connectUpstream } from "../proxy/upstream.ts";
 import { CHECK_EXIT, type Report } from "./check_report.ts";
+import { portMapperFrom } from "./common.ts";
 
 /** Days before expiry from which `check` warns about the certificate. */
 export const CERT_WARN_DAYS = 14;
@@ -190,8 +193,11 @@ export async function checkPorts(
   const loopback = /^(127\.|::1$)/.test(options.local);
   if (!config.public_address || loopback) return;
   const ports = `TCP ${implicit ? `${port}, ${implicit}` : port} and ${min_port}-${max_port}`;
+  const mapping = config.port_mapping?.protocol ?? "off";
   report.out.push(
-    options.local.includes(":")
+    mapping !== "off"
+      ? `router: port_mapping (${mapping}) asks the router for ${ports}: no forwarding by hand`
+      : options.local.includes(":")
       ? `router: allow inbound ${ports} to this machine (${options.local}); IPv6 needs no NAT`
       : `router: forward ${ports} to this machine (${options.local})`,
   );
@@ -337,5 +343,49 @@ export async function checkUpstream(config: Config, report: Report): Promise<voi
       code,
       text: `proxy upstream ${label} unreachable: ${(e as Error).message}`,
     });
+  }
+}
+
+/**
+ * port_mapping: which gateway answers, over which protocol, and the WAN
+ * address it reports (mapping nothing: a running server may hold the
+ * mappings). A router whose own WAN address the internet cannot reach
+ * (private, CGNAT) means no forward on it can work; a WAN address the
+ * public name does not resolve to means a stale dynamic-DNS record.
+ */
+export async function checkPortMapping(
+  config: Config,
+  options: { publicAddress: string | null; report: Report },
+): Promise<void> {
+  const mapper = portMapperFrom(config);
+  if (!mapper) return;
+  const { report } = options;
+  const probe = await mapper.probe();
+  report.out.push(...describeReport(probe));
+  if (probe.protocol === null || probe.error !== null) {
+    report.problems.push({
+      code: CHECK_EXIT.portMapping,
+      text:
+        `port_mapping is ${config.port_mapping!.protocol}, but ${
+          probe.error ?? "no gateway answered"
+        }: turn UPnP or NAT-PMP on in the router, or forward the ports by hand and set ` +
+        `port_mapping.protocol: off`,
+    });
+    return;
+  }
+  const wan = probe.externalAddress;
+  const bad = wan === null ? null : unreachableFromInternet(wan);
+  if (bad) {
+    report.problems.push({
+      code: CHECK_EXIT.publicAddress,
+      text: `the router's own WAN address is ${bad.text}: no forward on this router can make ` +
+        `the server reachable`,
+    });
+  } else if (wan && options.publicAddress && wan !== options.publicAddress) {
+    report.warnings.push(
+      `the router reports the WAN address ${wan}, but the public address is ` +
+        `${options.publicAddress}: the dynamic-DNS record is stale (or the router is not the ` +
+        `one facing the internet)`,
+    );
   }
 }

@@ -33,6 +33,8 @@ export const CHECK_EXIT = {
   certificate: 11,
   /** proxy: the upstream FTP server is unreachable or refuses sessions. */
   upstream: 12,
+  /** port_mapping is on, but no router answered, or it refused every port. */
+  portMapping: 13,
 } as const;
 
 /** One reason the setup cannot work, with its exit code. */

@@ -7,6 +7,7 @@ import { DEFAULT_CONFIG_YAML, makeDemoDir } from "../config/default.ts";
 import { ConfigError, loadConfig, parseConfig } from "../config/load.ts";
 import { locateConfig, missingMessage } from "../config/locate.ts";
 import { type Config, parseDnsServer } from "../config/schema.ts";
+import { PortMapper, portsToMap } from "../nat/portmap/mod.ts";
 import { PublicAddress } from "../nat/public_address.ts";
 
 /** A loaded config and where it came from. */
@@ -56,5 +57,27 @@ export function publicAddressFrom(config: Config): PublicAddress | null {
     dnsServer: pa.dns_server ? parseDnsServer(pa.dns_server) : undefined,
     refreshMs: pa.refresh_seconds * 1000,
     ipv6: pa.ipv6,
+  });
+}
+
+/** The router port mapper the config asks for, or null (off by default). */
+export function portMapperFrom(config: Config): PortMapper | null {
+  const pm = config.port_mapping;
+  if (!pm || pm.protocol === "off") return null;
+  const listen = config.listen.address;
+  const any = listen === "0.0.0.0" || listen === "::";
+  return new PortMapper({
+    protocol: pm.protocol,
+    gateway: pm.gateway,
+    internalAddress: pm.internal_address ?? (any ? undefined : listen),
+    ports: portsToMap({
+      control: config.listen.port,
+      implicit: config.tls?.implicit_port,
+      min: config.passive.min_port,
+      max: config.passive.max_port,
+    }),
+    leaseSeconds: pm.lease_seconds,
+    maxMappings: pm.max_mappings,
+    upnpLocation: pm.upnp_location,
   });
 }

@@ -65,7 +65,8 @@ address; 5 public address unreachable from the internet (private, loopback, CGNA
 documentation range, in lan_networks); 6 public name does not resolve; 7 a port cannot be
 used (in use, needs privileges, passive range holds the control port); 8 status port cannot
 be bound; 9 nobody can log in; 10 a home is missing or not readable/writable; 11 FTPS
-certificate expired or not for the public name; 12 proxy upstream unreachable or refusing.
+certificate expired or not for the public name; 12 proxy upstream unreachable or refusing;
+13 no router answers port_mapping.
 `,
   status: `Usage: pitifulnat status [--config FILE] [--url URL] [--json]
 

@@ -15,7 +15,8 @@ import type { PublicAddress } from "../nat/public_address.ts";
 import { setupLogging } from "../observe/log.ts";
 import { type Health, serveStatus } from "../observe/http.ts";
 import { type SnapshotSource, statusSnapshot } from "../observe/status.ts";
-import { publicAddressFrom } from "./common.ts";
+import type { PortMapper } from "../nat/portmap/mod.ts";
+import { portMapperFrom, publicAddressFrom } from "./common.ts";
 
 /** What both FtpServer and ProxyServer offer. */
 export interface RunnableServer extends SnapshotSource {
@@ -68,12 +69,24 @@ export async function runServer(
   }
   const startedAt = new Date();
   await current.publicAddress?.start();
-  const status = startStatus(server, { config, current, startedAt, log, kind: options.kind });
+  // Never throws: a router that does not answer is logged, and the server serves on.
+  const mapper = portMapperFrom(config);
+  await mapper?.start();
+  const status = startStatus(server, {
+    config,
+    current,
+    startedAt,
+    log,
+    kind: options.kind,
+    mapper,
+  });
   const sig = await signals.stopped;
   signals.remove();
   log.info("{sig}: stopping", { sig });
+  const unmapped = mapper?.stop(); // the router's mappings go while transfers finish
   await server.close({ graceMs: server.config.limits.shutdown_grace_seconds * 1000 });
   current.publicAddress?.stop();
+  await unmapped;
   await status?.shutdown();
   unguard();
   return 0;
@@ -139,6 +152,7 @@ function startStatus(
     startedAt: Date;
     log: Logger;
     kind: "serve" | "proxy";
+    mapper: PortMapper | null;
   },
 ): Deno.HttpServer | null {
   const { config, current, startedAt, log } = options;
@@ -155,6 +169,7 @@ function startStatus(
             version: denoJson.version,
             startedAt,
             mode: options.kind,
+            portMapping: options.mapper?.snapshot() ?? null,
           }),
         health: () => Promise.resolve(health(server, current.publicAddress)),
       },
@@ -260,7 +275,12 @@ export function keepRestartOnly(
     );
     tls = { ...tls, implicit_port };
   }
-  return { config: { ...next, listen, status, tls }, restartNeeded };
+  const samePortMapping =
+    JSON.stringify(running.port_mapping) === JSON.stringify(next.port_mapping);
+  const port_mapping = samePortMapping
+    ? next.port_mapping
+    : keep("port_mapping", running.port_mapping, next.port_mapping);
+  return { config: { ...next, listen, status, tls, port_mapping }, restartNeeded };
 }
 
 /**

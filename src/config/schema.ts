@@ -345,6 +345,32 @@ const tlsSchema = z.strictObject({
  * `pitifulnat proxy`: the existing FTP server to stand in front of. Absent
  * unless the proxy is used; `serve` ignores it.
  */
+/**
+ * Port mapping on the home router (UPnP-IGD, NAT-PMP or PCP): the control
+ * port, the implicit FTPS port and the passive range, asked for with the
+ * external port equal to the internal one. Off unless `protocol` says.
+ */
+const portMappingSchema = z.strictObject({
+  protocol: z._default(
+    z.enum(["off", "auto", "natpmp", "upnp", "pcp"], {
+      error: "expected off, auto, natpmp, upnp or pcp",
+    }),
+    "off",
+  ),
+  // Default: the default route's gateway (NAT-PMP, PCP), found by SSDP (UPnP).
+  gateway: z.optional(ipAddress()),
+  // Default: this machine's address on the gateway's network.
+  internal_address: z.optional(ipAddress()),
+  lease_seconds: z._default(intIn(120, 86400), 3600),
+  max_mappings: z._default(intIn(1, 1000), 100),
+  // An IGD's description URL, instead of SSDP discovery (UPnP).
+  upnp_location: z.optional(
+    z.string().check(z.refine((u) => /^https?:\/\//.test(u), {
+      error: "expected an http:// URL of the router's UPnP description",
+    })),
+  ),
+});
+
 const proxySchema = z.strictObject({
   upstream: z.strictObject({
     host: z.string({ error: "expected a host name or IP address such as 127.0.0.1" }).check(
@@ -384,6 +410,7 @@ export const configSchema = z.strictObject({
   status: z.prefault(statusSchema, {}),
   tls: z.optional(tlsSchema),
   proxy: z.optional(proxySchema),
+  port_mapping: z.optional(portMappingSchema),
 });
 
 /** A validated configuration with all defaults applied. */

@@ -274,6 +274,20 @@ function ftpsText(s: StatusSnapshot): string {
   return `${badge("on", "ok")} required: ${escapeHtml(s.ftps.required)}, ${port}`;
 }
 
+/** The router's port mappings: how many, over what, its WAN address, or what went wrong. */
+function routerText(pm: NonNullable<StatusSnapshot["portMapping"]>): string {
+  if (pm.protocol === null) {
+    return `${badge("no answer", "bad")} <small>${escOr(pm.lastError)}</small>`;
+  }
+  const level = pm.lastError === null ? "ok" : "warn";
+  const lease = pm.nextRoundAt ? `; renewal ${escapeHtml(pm.nextRoundAt.slice(11, 19))} UTC` : "";
+  return `${badge(`${pm.mappings.length} ports mapped`, level)} over ${
+    escapeHtml(pm.protocol)
+  } at ${escOr(pm.gateway)}<br><small>WAN address ${escOr(pm.externalAddress)}${lease}${
+    pm.lastError === null ? "" : `; ${escapeHtml(pm.lastError)}`
+  }</small>`;
+}
+
 /** The "who is told what" card. */
 function toldCard(s: StatusSnapshot): string {
   return `<section><h2>Who is told what</h2>${
@@ -282,6 +296,7 @@ function toldCard(s: StatusSnapshot): string {
       ["LAN clients", toldText(s.told.lan)],
       ["Passive ports", passiveText(s)],
       ["FTPS", ftpsText(s)],
+      ...(s.portMapping ? [["Router", routerText(s.portMapping)] as [string, string]] : []),
     ])
   }</section>`;
 }

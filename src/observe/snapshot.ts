@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { PortMapperSnapshot } from "../nat/portmap/mod.ts";
+
 /** The version of the snapshot's JSON shape. */
 export const SNAPSHOT_SCHEMA = 1;
 
@@ -138,6 +140,8 @@ export interface StatusSnapshot {
   /** What a remote client and a LAN client are told right now. */
   told: { remote: Told; lan: Told };
   passive: { min: number; max: number; inUse: number[] };
+  /** The router's port mappings (port_mapping), null when off. */
+  portMapping: PortMapperSnapshot | null;
   sessions: SessionStatus[];
   recentTransfers: TransferDone[];
   loginFailures: LoginFailure[];

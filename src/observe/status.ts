@@ -10,6 +10,7 @@ import type { ControlSession, ServerStats } from "../ftp/control_server.ts";
 import { unreachableFromInternet } from "../nat/address_kind.ts";
 import { announceAddress, announceInputs, parseLanNetworks } from "../nat/announce.ts";
 import { localAddressFor, plainDnsError, SAMPLE_REMOTE, sampleLanClient } from "../nat/explain.ts";
+import type { PortMapperSnapshot } from "../nat/portmap/mod.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import type { Activity } from "./activity.ts";
 import {
@@ -40,6 +41,7 @@ export function statusSnapshot(
     startedAt: Date;
     mode: "serve" | "proxy";
     now?: Date;
+    portMapping?: PortMapperSnapshot | null;
   },
 ): StatusSnapshot {
   const { config } = server;
@@ -65,6 +67,7 @@ export function statusSnapshot(
       max: config.passive.max_port,
       inUse: [...server.sessions].flatMap((s) => s.listeningPorts).sort((a, b) => a - b),
     },
+    portMapping: options.portMapping ?? null,
     sessions: [...server.sessions].map((s) => sessionStatus(s, now)),
     recentTransfers: server.activity.transfers.list(),
     loginFailures: server.activity.loginFailures.list(),
@@ -181,6 +184,9 @@ export function metricsText(snap: StatusSnapshot): string {
     ),
     ...metric("banned_addresses", "gauge", "Addresses banned for repeated failed logins.", [
       ` ${snap.bans.length}`,
+    ]),
+    ...metric("port_mappings", "gauge", "Ports the router maps to this server now.", [
+      ` ${snap.portMapping?.mappings.length ?? 0}`,
     ]),
     ...metric("resolutions_total", "counter", "Public-address resolutions by result.", [
       `{result="ok"} ${pa.resolutions.ok}`,

@@ -276,6 +276,42 @@ Deno.test({
           await unreachable(`after ${name} stop`);
         });
       }
+      await t.step(
+        "pitifulnat serve with port_mapping maps at start and unmaps on SIGTERM",
+        async () => {
+          await server.stop("SIGTERM", 15_000);
+          const mapped = `${dir}/mapped.yaml`;
+          await Deno.writeTextFile(
+            mapped,
+            (await Deno.readTextFile(config)) +
+              `port_mapping: { protocol: natpmp, gateway: ${ADDR.srvRouterLan}, ` +
+              `internal_address: ${ADDR.srv}, lease_seconds: 120 }\n`,
+          );
+          const serving = theLab.spawn(
+            "srv",
+            Deno.execPath(),
+            cliArgs("serve", "--config", mapped),
+            {
+              cwd: REPO,
+            },
+          );
+          try {
+            await serving.waitFor(/mapped \d+ of \d+ ports|port mapping: mapped/, 20_000);
+            assert.equal((await upnpcList(theLab)).length, PORT_COUNT, tail(serving));
+            await transfers("through-serve");
+          } finally {
+            const stopped = await serving.stop("SIGTERM", 15_000);
+            assert.equal(stopped.code, 0, tail(serving));
+          }
+          assert.match(serving.output, new RegExp(`removed ${PORT_COUNT} mappings`), tail(serving));
+          assert.deepEqual(
+            await upnpcList(theLab),
+            [],
+            "the server's mappings are gone after SIGTERM",
+          );
+          await unreachable("after the server stopped");
+        },
+      );
     } finally {
       await agent?.stop("SIGTERM", 10_000).catch(() => {});
       await miniupnpd?.stop().catch(() => {});

@@ -45,6 +45,7 @@ export function snapshots(now: string) {
         lan: { address: "192.168.1.10", reason: "the client is on the LAN" },
       },
       passive: { min: 50000, max: 50100, inUse: [] },
+      portMapping: null,
       sessions: [],
       recentTransfers: [],
       loginFailures: [],

@@ -394,6 +394,19 @@ Deno.test({
   },
 });
 
+Deno.test("check causes: port_mapping on, and no router answers (exit 13)", async () => {
+  await withDir(async (dir) => {
+    // 127.0.0.9 is loopback: nothing there speaks NAT-PMP.
+    const r = await check(
+      dir,
+      internetConfig({ port_mapping: "{ protocol: natpmp, gateway: 127.0.0.9 }" }),
+    );
+    assertExit(r, CHECK_EXIT.portMapping);
+    assert.match(r.stdout, /port_mapping is natpmp, but no NAT-PMP reply from 127\.0\.0\.9:5351/);
+    assert.match(r.stdout, /router: port_mapping \(natpmp\) asks the router for TCP/);
+  });
+});
+
 Deno.test("check's exit codes are all documented: README's table and check --help", async () => {
   const readme = await Deno.readTextFile(`${REPO}/README.md`);
   const { HELP } = await import("../../src/cli/help.ts");
@@ -405,7 +418,7 @@ Deno.test("check's exit codes are all documented: README's table and check --hel
     );
     assert.match(
       HELP.check,
-      new RegExp(`[ ;(]${code} [A-Za-z]`),
+      new RegExp(`(^|[ ;(])${code} [A-Za-z]`, "m"),
       `check --help names ${name} (${code})`,
     );
   }

@@ -163,7 +163,7 @@ Deno.test("unknown keys point at the key and suggest a near one", () => {
       'config.yaml:4:1: pasive: unknown key (did you mean "passive"?)',
       "config.yaml:6:1: frobnicate: unknown key (known keys: listen, banner, passive, " +
       "public_address, lan_networks, allow_fxp, atomic_uploads, users, anonymous, limits, log, " +
-      "status, tls, proxy)",
+      "status, tls, proxy, port_mapping)",
     ],
   );
 });

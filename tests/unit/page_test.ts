@@ -252,3 +252,30 @@ Deno.test("page: size of the empty and the busy page", () => {
   console.log(`renderPage: empty ${empty} bytes, busy ${busy} bytes`);
   assert.ok(empty < 12 * 1024);
 });
+
+Deno.test("page: the router's port mappings are shown when port_mapping is on", () => {
+  const s = busySnapshot();
+  s.portMapping = {
+    running: true,
+    protocol: "natpmp",
+    gateway: "192.168.1.1",
+    externalAddress: "5.6.7.8",
+    mappings: Array.from({ length: 22 }, (_, i) => ({
+      internalPort: 50000 + i,
+      externalPort: 50000 + i,
+      lifetimeSeconds: 3600,
+      renewedAt: ago(60),
+      expiresAt: ago(-3540),
+    })),
+    failed: [],
+    lastError: null,
+    lastRoundAt: ago(60),
+    nextRoundAt: ago(-1740),
+    rounds: 1,
+    gatewayRestarts: 0,
+  };
+  const t = text(renderFragment(s));
+  assert.match(t, /Router22 ports mapped over natpmp at 192\.168\.1\.1/);
+  assert.match(t, /WAN address 5\.6\.7\.8/);
+  assert.doesNotMatch(text(renderFragment(busySnapshot())), /ports mapped/);
+});
