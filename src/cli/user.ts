@@ -7,6 +7,7 @@
  * and group.
  * @module
  */
+import { exists } from "../fs/access.ts";
 import { basename, dirname, join, resolve } from "node:path";
 import { Document, isMap, isScalar, isSeq, parseDocument, Scalar, YAMLSeq } from "yaml";
 import type { Node as YamlNode } from "yaml";
@@ -570,16 +571,6 @@ function lineAfter(text: string, offset: number): number {
 /** The column (from 0) of `offset`. */
 function columnOf(text: string, offset: number): number {
   return offset - lineStart(text, offset);
-}
-
-/** Whether `path` exists. */
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** An error's message, in a few words for the common file-system errors. */

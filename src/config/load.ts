@@ -10,7 +10,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import * as z from "zod/mini";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import type { Document, Node as YamlNode, ParsedNode } from "yaml";
-import { canAppend, canCreateIn } from "../fs/access.ts";
+import { canAppend, canCreateIn, exists } from "../fs/access.ts";
 import { loadTlsIdentity, TlsFileError } from "../ftp/tls.ts";
 import { editDistance } from "../text/closest.ts";
 import { type Config, configSchema } from "./schema.ts";
@@ -200,15 +200,6 @@ function withoutEchoes(issues: z.core.$ZodIssue[]) {
     i.code !== "unrecognized_keys" && !(i.code === "custom" && holders.has(JSON.stringify(i.path)))
   );
   return { unknown, others };
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function describeReadError(error: unknown): string {

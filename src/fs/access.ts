@@ -44,3 +44,13 @@ export function canAppend(file: string): boolean {
     return false;
   }
 }
+
+/** Whether something exists at `path` (a broken symlink does not). */
+export function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

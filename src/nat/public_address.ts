@@ -124,13 +124,14 @@ function systemResolver(
   return Deno.resolveDns(name, type, opts);
 }
 
-const realClock: Clock = {
+/** The real clock; its timers never keep the process alive. */
+export const realClock: Clock = {
   now: () => Date.now(),
   setTimeout(fn, ms) {
     // Deno returns a number; the Node typings in scope say Timeout.
     const id = Number(setTimeout(fn, ms));
-    // The refresher alone must never keep the process alive (a shutdown path
-    // that forgets stop() would hang).
+    // Timers alone must never keep the process alive (a shutdown path that
+    // forgets stop() would hang).
     Deno.unrefTimer(id);
     return id;
   },

@@ -7,7 +7,7 @@
  * @module
  */
 import { getLogger, type Logger } from "@logtape/logtape";
-import type { Clock } from "../public_address.ts";
+import { type Clock, realClock } from "../public_address.ts";
 import { type Backend, type Granted, type Protocol, PROTOCOL_NAME } from "./backend.ts";
 import { NatPmpBackend } from "./natpmp_backend.ts";
 import { defaultGateway, localAddressToward } from "./natpmp_client.ts";
@@ -134,17 +134,6 @@ export interface PortMapperSnapshot {
   /** Times the gateway was found restarted. */
   gatewayRestarts: number;
 }
-
-const realClock: Clock = {
-  now: () => Date.now(),
-  setTimeout(fn, ms) {
-    const id = Number(setTimeout(fn, ms));
-    // Renewal alone must never keep the process alive.
-    Deno.unrefTimer(id);
-    return id;
-  },
-  clearTimeout: (id) => clearTimeout(id),
-};
 
 /** An error as text. */
 function why(e: unknown): string {
