@@ -99,18 +99,21 @@ async function checkPublicAddress(
     judgePublic(pa.address, { what: "public_address.address", ...options });
     return pa.address;
   }
-  const refresher = publicAddressFrom(config)!;
+  const refresher = publicAddressFrom(config);
+  if (!refresher) return null; // from: router without port_mapping: a config error already
   const r = await refresher.resolveNow();
   refresher.stop();
+  const name = pa.host ?? "the router's WAN address";
   if (!r.ok || !r.address) {
-    reportUnresolved(pa.host!, { result: r, ipv6: pa.ipv6, report: options.report });
+    reportUnresolved(name, { result: r, ipv6: pa.ipv6, report: options.report });
     return null;
   }
   options.report.out.push(
-    `public address: ${pa.host} -> ${r.address} (DNS server ${r.dnsServer}, ` +
-      `${r.ms.toFixed(1)} ms)`,
+    `public address: ${pa.host ?? "from the router"} -> ${r.address} (${
+      pa.host ? "DNS server " : "asked over "
+    }${r.dnsServer}, ${r.ms.toFixed(1)} ms)`,
   );
-  judgePublic(r.address, { what: pa.host!, ...options });
+  judgePublic(r.address, { what: name, ...options });
   if (pa.dns_server) await compareSystemResolver(config, { answer: r.address, ...options });
   return r.address;
 }

@@ -47,16 +47,40 @@ export async function loadFromCli(
   }
 }
 
-/** Builds the public-address refresher the config describes. */
-export function publicAddressFrom(config: Config): PublicAddress | null {
+/**
+ * Builds the public-address refresher the config describes. With
+ * `from: router`, its "lookups" ask `mapper` (the router over port_mapping)
+ * for the WAN address, on the same schedule and with the same last-good
+ * and back-off rules as DNS.
+ */
+export function publicAddressFrom(
+  config: Config,
+  mapper?: PortMapper | null,
+): PublicAddress | null {
   const pa = config.public_address;
   if (!pa) return null;
+  const common = { refreshMs: pa.refresh_seconds * 1000, ipv6: pa.ipv6 };
+  if (pa.from === "router") {
+    const router = mapper ?? portMapperFrom(config);
+    if (!router) return null;
+    return new PublicAddress({
+      ...common,
+      host: "router",
+      label: `port_mapping (${config.port_mapping!.protocol})`,
+      resolver: async () => {
+        const probe = await router.probe();
+        if (!probe.externalAddress) {
+          throw new Error(probe.error ?? "the router reports no WAN address");
+        }
+        return [probe.externalAddress];
+      },
+    });
+  }
   return new PublicAddress({
+    ...common,
     host: pa.host,
     address: pa.address,
     dnsServer: pa.dns_server ? parseDnsServer(pa.dns_server) : undefined,
-    refreshMs: pa.refresh_seconds * 1000,
-    ipv6: pa.ipv6,
   });
 }
 

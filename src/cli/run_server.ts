@@ -55,12 +55,13 @@ export async function runServer(
   await setupLogging(config.log);
   const log = getLogger(["pitifulnat", options.kind]);
   const unguard = guardUnhandledRejections(log);
-  const current: Current = { publicAddress: publicAddressFrom(config) };
+  const mapper = portMapperFrom(config);
+  const current: Current = { publicAddress: publicAddressFrom(config, mapper) };
   const server = make(config, current.publicAddress);
   // Listening for signals before binding: a SIGTERM right after start stops cleanly.
   const signals = stopSignals({
     onHangup: file
-      ? () => void reloadConfig(server, { file, validate: options.validate, current, log })
+      ? () => void reloadConfig(server, { file, validate: options.validate, current, log, mapper })
       : null,
   });
   if (!await startListening(server, { ...options, log })) {
@@ -68,10 +69,9 @@ export async function runServer(
     return 1;
   }
   const startedAt = new Date();
-  await current.publicAddress?.start();
   // Never throws: a router that does not answer is logged, and the server serves on.
-  const mapper = portMapperFrom(config);
   await mapper?.start();
+  await current.publicAddress?.start();
   const status = startStatus(server, {
     config,
     current,
@@ -212,6 +212,8 @@ async function reloadConfig(
     validate?: (config: Config) => string | null;
     current: Current;
     log: Logger;
+    /** The running port mapper (port_mapping needs a restart to change). */
+    mapper: PortMapper | null;
   },
 ): Promise<void> {
   const { file, current, log } = options;
@@ -221,7 +223,7 @@ async function reloadConfig(
     if (refused) throw new ConfigError([`${file}: ${refused}`]);
     const { config: applied, restartNeeded } = keepRestartOnly(server.config, next);
     await setupLogging(applied.log);
-    const nextPa = publicAddressFrom(applied);
+    const nextPa = publicAddressFrom(applied, options.mapper);
     await nextPa?.start();
     server.reload(applied, { publicAddress: nextPa });
     current.publicAddress?.stop();

@@ -20,6 +20,8 @@ function addressLines(s: StatusSnapshot): string[] {
     ? " (fixed in config)"
     : pa.source === "dns"
     ? ` from ${pa.host} via ${pa.dnsServer}`
+    : pa.source === "router"
+    ? ` reported by the router over ${pa.dnsServer}`
     : " (none configured: LAN only)";
   const lines = [`public address: ${pa.address ?? "(not known yet)"}${from}`];
   if (pa.unreachable) lines.push(`  cannot work: ${pa.unreachable}`);

@@ -164,6 +164,8 @@ const publicAddressSchema = z.strictObject({
     ),
   ),
   address: z.optional(ipAddress()),
+  // The WAN address the router reports over port_mapping, refreshed like DNS.
+  from: z.optional(z.enum(["router"], { error: "expected router" })),
   dns_server: z.optional(
     z.string().check(z.refine((text) => parseDnsServer(text) !== undefined, {
       error: "expected a DNS server as 1.2.3.4, 1.2.3.4:5353 or [::1]:5353",
@@ -178,11 +180,12 @@ const publicAddressSchema = z.strictObject({
   ),
   ipv6: z._default(z.boolean(), false),
 }).check(
-  z.refine((pa) => (pa.host === undefined) !== (pa.address === undefined), {
+  z.refine((pa) => [pa.host, pa.address, pa.from].filter((v) => v !== undefined).length === 1, {
     error: (issue) => {
-      const pa = issue.input as { host?: string };
-      const got = pa.host === undefined ? "neither" : "both";
-      return `expected exactly one of host (a DNS name) or address (an IP address); got ${got}`;
+      const pa = issue.input as { host?: string; address?: string; from?: string };
+      const given = [pa.host, pa.address, pa.from].filter((v) => v !== undefined).length;
+      return "expected exactly one of host (a DNS name), address (an IP address) or " +
+        `from: router; got ${given === 0 ? "neither" : "more than one"}`;
     },
   }),
   z.superRefine((pa, ctx) => {
@@ -411,7 +414,16 @@ export const configSchema = z.strictObject({
   tls: z.optional(tlsSchema),
   proxy: z.optional(proxySchema),
   port_mapping: z.optional(portMappingSchema),
-});
+}).check(z.superRefine((config, ctx) => {
+  if (config.public_address?.from !== "router") return;
+  if ((config.port_mapping?.protocol ?? "off") !== "off") return;
+  ctx.addIssue({
+    code: "custom",
+    path: ["public_address", "from"],
+    message: "expected port_mapping.protocol (auto, natpmp, upnp or pcp) to be set: the " +
+      "router is asked for its WAN address over it",
+  });
+}));
 
 /** A validated configuration with all defaults applied. */
 export type Config = z.infer<typeof configSchema>;

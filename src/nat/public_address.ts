@@ -53,6 +53,8 @@ export interface PublicAddressOptions {
   ipv6?: boolean;
   /** Default: `Deno.resolveDns`. */
   resolver?: Resolver;
+  /** Where answers come from, for logs and status; default the DNS server's "ip:port" or "system". */
+  label?: string;
   /** Default: real time, with unref'd timers (they never keep the process alive). */
   clock?: Clock;
   /** Source of jitter in [0, 1); default `Math.random`. */
@@ -303,7 +305,7 @@ export class PublicAddress {
     this.#refreshMs = refreshMs;
     this.#timeoutMs = timeoutMs;
     this.#dnsServer = this.#fixed ? undefined : options.dnsServer;
-    this.#dnsLabel = this.#fixed ? "none" : dnsServerLabel(options.dnsServer);
+    this.#dnsLabel = this.#fixed ? "none" : options.label ?? dnsServerLabel(options.dnsServer);
     this.#resolver = options.resolver ?? systemResolver;
     this.#clock = options.clock ?? realClock;
     this.#random = options.random ?? Math.random;

@@ -187,6 +187,7 @@ function sourceText(s: StatusSnapshot): string {
   const pa = s.publicAddress;
   if (pa.source === "fixed") return "Fixed in the configuration.";
   if (pa.source === "none") return "Not configured.";
+  if (pa.source === "router") return `Reported by the router over ${escapeHtml(pa.dnsServer)}.`;
   return `Looked up from ${escOr(pa.host)} via ${dnsServerText(pa.dnsServer)}.`;
 }
 

@@ -22,8 +22,11 @@ export interface AddressChange {
 
 /** The public address: where it comes from and how its lookups go. */
 export interface PublicAddressStatus {
-  /** "dns" (a host name), "fixed" (public_address.address) or "none" (not configured). */
-  source: "dns" | "fixed" | "none";
+  /**
+   * "dns" (a host name), "fixed" (public_address.address), "router" (the WAN
+   * address the router reports over port_mapping) or "none" (not configured).
+   */
+  source: "dns" | "fixed" | "router" | "none";
   /** The configured host name, when `source` is "dns". */
   host: string | null;
   /** The address announced to remote clients now; null while none is known. */

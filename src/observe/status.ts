@@ -86,7 +86,13 @@ function publicAddressStatus(config: Config, pa: PublicAddress | null): PublicAd
   const address = snap?.address ?? null;
   const raw = snap?.lastError ?? null;
   return {
-    source: !snap ? "none" : snap.fixed ? "fixed" : "dns",
+    source: !snap
+      ? "none"
+      : snap.fixed
+      ? "fixed"
+      : config.public_address?.from === "router"
+      ? "router"
+      : "dns",
     host: snap?.host ?? null,
     address,
     dnsServer: snap?.dnsServer ?? "none",

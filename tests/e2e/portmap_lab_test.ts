@@ -277,13 +277,17 @@ Deno.test({
         });
       }
       await t.step(
-        "pitifulnat serve with port_mapping maps at start and unmaps on SIGTERM",
+        "pitifulnat serve with port_mapping and public_address from the router",
         async () => {
           await server.stop("SIGTERM", 15_000);
           const mapped = `${dir}/mapped.yaml`;
           await Deno.writeTextFile(
             mapped,
-            (await Deno.readTextFile(config)) +
+            // The public address too comes from the router: the 227s carry its WAN address.
+            (await Deno.readTextFile(config)).replace(
+              `public_address: { address: ${ADDR.srvRouterWan} }`,
+              "public_address: { from: router }",
+            ) +
               `port_mapping: { protocol: natpmp, gateway: ${ADDR.srvRouterLan}, ` +
               `internal_address: ${ADDR.srv}, lease_seconds: 120 }\n`,
           );
@@ -299,6 +303,7 @@ Deno.test({
             await serving.waitFor(/mapped \d+ of \d+ ports|port mapping: mapped/, 20_000);
             assert.equal((await upnpcList(theLab)).length, PORT_COUNT, tail(serving));
             await transfers("through-serve");
+            assert.match(serving.output, /resolved router -> 198\.51\.100\.20 via port_mapping/);
           } finally {
             const stopped = await serving.stop("SIGTERM", 15_000);
             assert.equal(stopped.code, 0, tail(serving));

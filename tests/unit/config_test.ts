@@ -187,13 +187,15 @@ Deno.test("YAML syntax errors give file, line and column", () => {
 Deno.test("public_address needs exactly one of host and address", () => {
   assert.deepEqual(problemsOf(["allow_fxp: false", "public_address:", "  ipv6: true"]), [
     "config.yaml:3:3: public_address: " +
-    "expected exactly one of host (a DNS name) or address (an IP address); got neither",
+    "expected exactly one of host (a DNS name), address (an IP address) or from: router; " +
+    "got neither",
   ]);
   assert.deepEqual(
     problemsOf(["public_address:", "  host: myhome.example.net", "  address: 203.0.113.7"]),
     [
       "config.yaml:2:3: public_address: " +
-      "expected exactly one of host (a DNS name) or address (an IP address); got both",
+      "expected exactly one of host (a DNS name), address (an IP address) or from: router; " +
+      "got more than one",
     ],
   );
 });
@@ -415,4 +417,15 @@ Deno.test("loadConfig names a missing file", async () => {
     assert.deepEqual(error.problems, [`${file}: cannot read config file: no such file`]);
     return true;
   });
+});
+
+Deno.test("public_address.from: router needs port_mapping", () => {
+  assert.deepEqual(problemsOf(["public_address: { from: router }"]), [
+    "config.yaml:1:25: public_address.from: expected port_mapping.protocol (auto, natpmp, upnp " +
+    'or pcp) to be set: the router is asked for its WAN address over it; got "router"',
+  ]);
+  const ok = parseConfig("public_address: { from: router }\nport_mapping: { protocol: natpmp }\n", {
+    file: "config.yaml",
+  });
+  assert.equal(ok.public_address?.from, "router");
 });
