@@ -5,7 +5,7 @@
  * @module
  */
 import type { Config } from "../config/schema.ts";
-import { hostPort, withTimeout } from "../ftp/connection.ts";
+import { dialable, hostPort, withTimeout } from "../ftp/connection.ts";
 import { canCreateIn, canList } from "../fs/access.ts";
 import { loadTlsIdentity } from "../ftp/tls.ts";
 import { unreachableFromInternet } from "../nat/address_kind.ts";
@@ -73,8 +73,7 @@ function bindFailure(e: unknown, port: number): string {
 async function greetingOf(address: string, port: number): Promise<string | null> {
   let conn: Deno.TcpConn | null = null;
   try {
-    const host = address === "0.0.0.0" ? "127.0.0.1" : address === "::" ? "::1" : address;
-    conn = await Deno.connect({ hostname: host, port });
+    conn = await Deno.connect({ hostname: dialable(address), port });
     const buf = new Uint8Array(512);
     const n = await withTimeout(conn.read(buf), PROBE_MS);
     if (typeof n !== "number") return null;

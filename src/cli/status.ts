@@ -3,15 +3,10 @@
  * status port and print it for a terminal (or as JSON).
  * @module
  */
-import { hostPort } from "../ftp/connection.ts";
+import { dialable, hostPort } from "../ftp/connection.ts";
 import type { StatusSnapshot } from "../observe/status.ts";
+import { formatBytes, formatRate } from "../observe/page.ts";
 import { loadFromCli } from "./common.ts";
-
-/** "12.3 MB", "45 KB", "2 B" */
-function mb(bytes: number): string {
-  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
-  return bytes >= 1e3 ? `${Math.round(bytes / 1e3)} KB` : `${bytes} B`;
-}
 
 /** The public address and what clients are told. */
 function addressLines(s: StatusSnapshot): string[] {
@@ -51,7 +46,9 @@ export function renderStatus(s: StatusSnapshot): string {
     `pitifulnat ${s.version} (${s.mode}) on ${s.listen}, up ${s.uptimeSeconds} s since ` +
     `${s.startedAt}; ${ftps}; passive ${s.passive.min}-${s.passive.max}`,
     ...addressLines(s),
-    `transfers: ${s.stats.transfers}; in ${mb(s.stats.bytesIn)}, out ${mb(s.stats.bytesOut)}; ` +
+    `transfers: ${s.stats.transfers}; in ${formatBytes(s.stats.bytesIn)}, out ${
+      formatBytes(s.stats.bytesOut)
+    }; ` +
     `logins ${s.stats.loginsOk} ok, ${s.stats.loginsFailed} failed`,
     `sessions: ${s.sessions.length}`,
   ];
@@ -61,8 +58,8 @@ export function renderStatus(s: StatusSnapshot): string {
     lines.push(
       `  ${x.id} ${x.peer} user=${x.user ?? "-"} since ${x.since} idle ${x.idleSeconds} s ${tls}` +
         (t
-          ? ` [${t.verb} ${t.path}: ${mb(t.bytes)}` +
-            (t.size ? ` of ${mb(t.size)}` : "") + `, ${mb(t.rate)}/s]`
+          ? ` [${t.verb} ${t.path}: ${formatBytes(t.bytes)}` +
+            (t.size ? ` of ${formatBytes(t.size)}` : "") + `, ${formatRate(t.rate)}]`
           : ""),
     );
   }
@@ -92,8 +89,7 @@ export async function runStatus(
       return 2;
     }
     // A server listening on every address answers on loopback without a password.
-    const host = address === "0.0.0.0" ? "127.0.0.1" : address === "::" ? "::1" : address;
-    where = hostPort(host, port);
+    where = hostPort(dialable(address), port);
     url = `http://${where}/status`;
   }
   let res: Response;

@@ -63,6 +63,11 @@ export function hostPort(host: string, port: number): string {
   return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
+/** Where this machine reaches a listener bound to `address`: loopback for a wildcard. */
+export function dialable(address: string): string {
+  return address === "0.0.0.0" ? "127.0.0.1" : address === "::" ? "::1" : address;
+}
+
 /** The RFC 2428 network protocol number of an address: 1 for IPv4, 2 for IPv6. */
 export function addressFamily(address: string): 1 | 2 {
   return address.includes(":") ? 2 : 1;

@@ -8,7 +8,12 @@ import type { Config } from "../config/schema.ts";
 import { hostPort } from "../ftp/connection.ts";
 import type { ControlSession, ServerStats } from "../ftp/control_server.ts";
 import { unreachableFromInternet } from "../nat/address_kind.ts";
-import { announceAddress, announceInputs, parseLanNetworks } from "../nat/announce.ts";
+import {
+  announceAddress,
+  announceInputs,
+  type LanNetworks,
+  parseLanNetworks,
+} from "../nat/announce.ts";
 import { localAddressFor, plainDnsError, SAMPLE_REMOTE, sampleLanClient } from "../nat/explain.ts";
 import type { PortMapperSnapshot } from "../nat/portmap/mod.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
@@ -109,10 +114,18 @@ function publicAddressStatus(config: Config, pa: PublicAddress | null): PublicAd
   };
 }
 
+/** Per config (a reload brings a new one): its LAN networks and the local address shown. */
+const placeOf = new WeakMap<Config, { lan: LanNetworks; local: string }>();
+
 /** What a remote client and a LAN client are told now, as check reports it. */
 function told(config: Config, publicAddress: string | null): StatusSnapshot["told"] {
-  const lan = parseLanNetworks(config.lan_networks);
-  const local = localAddressFor(config);
+  let place = placeOf.get(config);
+  if (!place) {
+    // Once per config, not per request: the page asks every 2 s.
+    place = { lan: parseLanNetworks(config.lan_networks), local: localAddressFor(config) };
+    placeOf.set(config, place);
+  }
+  const { lan, local } = place;
   const tell = (client: string) => {
     const a = announceAddress(
       announceInputs({ client, local }, { publicAddress, configured: config.public_address }),

@@ -283,19 +283,8 @@ export class PortMapper {
    */
   async probe(): Promise<MappingReport> {
     const started = this.#clock.now();
-    const report: MappingReport = {
-      protocol: this.#options.protocol === "auto" ? null : this.#options.protocol,
-      gateway: null,
-      externalAddress: null,
-      requested: 0,
-      skipped: this.#skipped,
-      mapped: [],
-      failed: [],
-      different: [],
-      error: null,
-      gatewayRestarted: false,
-      ms: 0,
-    };
+    const report = this.#emptyReport(0);
+    report.gateway = null;
     try {
       const { backend, state } = await this.#connect([]);
       report.protocol = backend.protocol;
@@ -342,14 +331,14 @@ export class PortMapper {
     };
   }
 
-  async #doRound(reason: string): Promise<MappingReport> {
-    const started = this.#clock.now();
-    const report: MappingReport = {
+  /** A report of nothing done yet, asking for `requested` ports, with the gateway known so far. */
+  #emptyReport(requested: number): MappingReport {
+    return {
       protocol: this.#backend?.protocol ??
         (this.#options.protocol === "auto" ? null : this.#options.protocol),
       gateway: this.#backend?.gateway ?? null,
       externalAddress: null,
-      requested: this.#ports.length,
+      requested,
       skipped: this.#skipped,
       mapped: [],
       failed: [],
@@ -358,6 +347,11 @@ export class PortMapper {
       gatewayRestarted: false,
       ms: 0,
     };
+  }
+
+  async #doRound(reason: string): Promise<MappingReport> {
+    const started = this.#clock.now();
+    const report = this.#emptyReport(this.#ports.length);
     await this.#askGateway(report, reason);
     report.ms = this.#clock.now() - started;
     this.#finishRound(report);
