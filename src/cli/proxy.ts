@@ -19,7 +19,7 @@ export async function runProxy(options: { config?: string }): Promise<number> {
     console.error(`pitifulnat proxy: ${loaded.file}: ${NO_PROXY}`);
     return 2;
   }
-  return await runServer((config, publicAddress) => new ProxyServer(config, { publicAddress }), {
+  return await runServer((config, options) => new ProxyServer(config, options), {
     config: loaded.config,
     file: loaded.file,
     kind: "proxy",

@@ -11,6 +11,7 @@ import { ConfigError, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { hostPort } from "../ftp/connection.ts";
 import type { ControlSession, ServerStats } from "../ftp/control_server.ts";
+import type { ServerOptions } from "../ftp/data_setup.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
 import { setupLogging } from "../observe/log.ts";
 import { type Health, serveStatus } from "../observe/http.ts";
@@ -41,7 +42,7 @@ interface Current {
  * `validate` may refuse a reloaded config with a message.
  */
 export async function runServer(
-  make: (config: Config, publicAddress: PublicAddress | null) => RunnableServer,
+  make: (config: Config, options: ServerOptions) => RunnableServer,
   options: {
     config: Config;
     file: string | null;
@@ -57,7 +58,7 @@ export async function runServer(
   const unguard = guardUnhandledRejections(log);
   const mapper = portMapperFrom(config);
   const current: Current = { publicAddress: publicAddressFrom(config, mapper) };
-  const server = make(config, current.publicAddress);
+  const server = make(config, { publicAddress: current.publicAddress, routerPorts: mapper });
   // Listening for signals before binding: a SIGTERM right after start stops cleanly.
   const signals = stopSignals({
     onHangup: file

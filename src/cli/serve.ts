@@ -21,7 +21,7 @@ export async function runServe(options: { config?: string }): Promise<number> {
   }
   const demo = loaded.demoDir;
   try {
-    return await runServer((config, publicAddress) => new FtpServer(config, { publicAddress }), {
+    return await runServer((config, options) => new FtpServer(config, options), {
       config: loaded.config,
       file: loaded.file,
       kind: "serve",

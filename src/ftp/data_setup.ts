@@ -39,6 +39,28 @@ export interface DataDeps {
   log: Logger;
   /** The certificate for PROT P data connections; null without `tls`. */
   tls: TlsIdentity | null;
+  /** The router's port mappings (`port_mapping`); null or absent without them. */
+  routerPorts?: RouterPorts | null;
+}
+
+/** What a server of either product is built with besides its config. */
+export interface ServerOptions {
+  /** Null when no public address is configured. */
+  publicAddress: PublicAddress | null;
+  /** The router's port mappings (`port_mapping`); default none. */
+  routerPorts?: RouterPorts | null;
+}
+
+/**
+ * The ports the router forwards to this machine (`port_mapping`), as
+ * passive mode needs them: while it forwards any passive port, remote
+ * clients get only forwarded ones, and are told each one's external port.
+ */
+export interface RouterPorts {
+  /** The external port the router forwards to `internalPort`, or null when it forwards none. */
+  externalPort(internalPort: number): number | null;
+  /** How many of the ports `min`..`max` the router forwards now. */
+  mappedIn(min: number, max: number): number;
 }
 
 /** What data-connection setup needs of a session. */
@@ -143,15 +165,17 @@ export class DataSetup {
         { ...s.ctx, address: decision.address, reason: decision.reason },
       );
     }
-    const port = await this.#openPassive(decision.source === "public");
+    const forwarded = this.#forwardedFor(decision);
+    const port = await this.#openPassive(decision.source === "public", forwarded);
     if (port === null) return;
-    s.deps.log.debug("session {session}: PASV {address}:{port} ({reason})", {
+    const told = forwarded?.externalPort(port) ?? port;
+    s.deps.log.debug("session {session}: PASV {address}:{told} ({reason})", {
       ...s.ctx,
       address: decision.address,
-      port,
+      told: told === port ? `${port}` : `${told} (router's external port for ${port})`,
       reason: decision.reason,
     });
-    await s.reply(227, pasvReplyText({ host: decision.address, port }));
+    await s.reply(227, pasvReplyText({ host: decision.address, port: told }));
   }
 
   /** EPSV [ALL | family]: opens a passive port and tells only the port. */
@@ -167,9 +191,10 @@ export class DataSetup {
     if (a === "family" || (typeof a === "number" && a !== family)) {
       return s.reply(522, `Network protocol not supported, use (${family})`);
     }
-    const port = await this.#openPassive(false);
+    const forwarded = this.#forwardedFor(this.announcement());
+    const port = await this.#openPassive(false, forwarded);
     if (port === null) return;
-    await s.reply(229, epsvReplyText(port));
+    await s.reply(229, epsvReplyText(forwarded?.externalPort(port) ?? port));
   }
 
   /**
@@ -239,6 +264,20 @@ export class DataSetup {
     );
     this.#announced = { publicAddress, lan: deps.lan, decision };
     return decision;
+  }
+
+  /**
+   * The router's mappings to keep to for this client: for a remote client
+   * over IPv4 while the router forwards any passive port; else null (any
+   * port of the range, told as it is).
+   */
+  #forwardedFor(decision: Announcement): RouterPorts | null {
+    const router = this.s.deps.routerPorts;
+    if (!router || (decision.source !== "public" && decision.source !== "fallback-local")) {
+      return null;
+    }
+    const { min_port: min, max_port: max } = this.s.deps.config.passive;
+    return router.mappedIn(min, max) > 0 ? router : null;
   }
 
   /** Takes the plan for the transfer starting now; null when none was set up. */
@@ -358,16 +397,18 @@ export class DataSetup {
     if (spare) closeQuietly(spare.listener);
   }
 
-  async #openPassive(viaPublic: boolean): Promise<number | null> {
+  /** Opens a passive listener (one the router forwards, given `forwarded`); null after a 425. */
+  async #openPassive(viaPublic: boolean, forwarded: RouterPorts | null): Promise<number | null> {
     const { s } = this;
     this.discard(this.take());
-    const listener = await this.#passiveListener();
+    const listener = await this.#passiveListener(forwarded);
     if (!listener) {
       const { min_port: min, max_port: max } = s.deps.config.passive;
-      s.deps.log.warn("session {session}: every passive port {min}-{max} is busy", {
+      s.deps.log.warn("session {session}: every passive port {which} is busy", {
         ...s.ctx,
-        min,
-        max,
+        which: forwarded
+          ? `the router forwards (${forwarded.mappedIn(min, max)} of ${min}-${max})`
+          : `${min}-${max}`,
       });
       await s.reply(425, "No passive port available; try again later");
       return null;
@@ -397,14 +438,24 @@ export class DataSetup {
     return port;
   }
 
-  /** The kept listener when it is still in the range, else a new one. */
-  async #passiveListener(): Promise<Deno.TcpListener | NodeListener | null> {
+  /**
+   * The kept listener when it is still in the range (and forwarded, given
+   * `forwarded`), else a new one.
+   */
+  async #passiveListener(
+    forwarded: RouterPorts | null,
+  ): Promise<Deno.TcpListener | NodeListener | null> {
     const { min_port: min, max_port: max } = this.s.deps.config.passive;
-    if (this.s.secure) return await listenNodeInRange({ hostname: this.s.local, min, max });
+    const accept = forwarded ? (port: number) => forwarded.externalPort(port) !== null : undefined;
+    if (this.s.secure) {
+      return await listenNodeInRange({ hostname: this.s.local, min, max, accept });
+    }
     const spare = this.#takeSpare();
-    if (spare && spare.port >= min && spare.port <= max) return spare.listener;
+    if (spare && spare.port >= min && spare.port <= max && (accept?.(spare.port) ?? true)) {
+      return spare.listener;
+    }
     closeQuietly(spare?.listener);
-    const bind = () => listenInRange({ hostname: this.s.local, min, max });
+    const bind = () => listenInRange({ hostname: this.s.local, min, max, accept });
     let listener = await bind();
     // A full range may be held by other sessions' kept listeners: take those
     // back, oldest first (at most one per kept listener).

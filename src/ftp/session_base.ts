@@ -14,7 +14,7 @@ import type { PublicAddress } from "../nat/public_address.ts";
 import { closeQuietly, type Connection, hostPort } from "./connection.ts";
 import type { Activity } from "../observe/activity.ts";
 import type { ControlSession, RunningTransfer, ServerStats } from "./control_server.ts";
-import { type DataContext, DataSetup } from "./data_setup.ts";
+import { type DataContext, DataSetup, type RouterPorts } from "./data_setup.ts";
 import { formatReply } from "./codec.ts";
 import { type CommandLine, readCommands } from "./line_reader.ts";
 import { OrderedWriter } from "./reply_writer.ts";
@@ -37,6 +37,8 @@ export interface KitDeps {
   activity: Activity;
   /** The certificate for FTPS; null when `tls` is not configured. */
   tls: TlsIdentity | null;
+  /** The router's port mappings (`port_mapping`); null without them. */
+  routerPorts: RouterPorts | null;
 }
 
 /** One finished (or failed) data transfer, for the log and the counters. */

@@ -372,12 +372,13 @@ export class NodeListener {
 
 /** Listens with `node:net` on a free port of `min`-`max` (random start, each port tried once). */
 export async function listenNodeInRange(
-  options: { hostname: string; min: number; max: number },
+  options: { hostname: string; min: number; max: number; accept?: (port: number) => boolean },
 ): Promise<NodeListener | null> {
   const count = options.max - options.min + 1;
   const start = Math.floor(Math.random() * count);
   for (let i = 0; i < count; i++) {
     const port = options.min + ((start + i) % count);
+    if (options.accept && !options.accept(port)) continue;
     const server = net.createServer({ pauseOnConnect: false });
     const bound = await new Promise<boolean>((resolve, reject) => {
       server.once("error", (e: NodeJS.ErrnoException) => {

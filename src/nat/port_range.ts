@@ -15,6 +15,8 @@ export interface ListenInRangeOptions {
   max: number;
   /** Source of the starting offset in [0, 1); default `Math.random`. */
   random?: () => number;
+  /** Only ports this accepts are tried (the ones the router forwards); default all. */
+  accept?: (port: number) => boolean;
 }
 
 /** Options of {@linkcode probeRange}. */
@@ -66,13 +68,14 @@ export function listenInRange(options: ListenInRangeOptions): Promise<Deno.TcpLi
 }
 
 function listenSync(options: ListenInRangeOptions): Deno.TcpListener | null {
-  const { hostname, min, max } = options;
+  const { hostname, min, max, accept } = options;
   checkBounds(min, max);
   const count = max - min + 1;
   const r = (options.random ?? Math.random)();
   const start = Math.min(count - 1, Math.max(0, Math.floor(r * count)));
   for (let i = 0; i < count; i++) {
     const port = min + ((start + i) % count);
+    if (accept && !accept(port)) continue;
     try {
       return Deno.listen({ hostname, port, transport: "tcp" });
     } catch (err) {

@@ -7,6 +7,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Config } from "../config/schema.ts";
 import type { Connection } from "../ftp/connection.ts";
 import { ControlServer } from "../ftp/control_server.ts";
+import type { ServerOptions } from "../ftp/data_setup.ts";
 import { identityFrom } from "../ftp/tls.ts";
 import { parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
@@ -18,7 +19,7 @@ export type ProxyConfig = NonNullable<Config["proxy"]>;
 function depsFrom(
   config: Config,
   publicAddress: PublicAddress | null,
-): Omit<ProxyDeps, "log" | "stats" | "throttle" | "tls" | "activity"> {
+): Omit<ProxyDeps, "log" | "stats" | "throttle" | "tls" | "activity" | "routerPorts"> {
   const proxy = config.proxy;
   if (!proxy) throw new TypeError("the config has no proxy section (proxy.upstream.host)");
   return {
@@ -38,7 +39,7 @@ export class ProxyServer extends ControlServer<ProxySession> {
   protected readonly deps: ProxyDeps;
 
   /** @throws {TypeError} when the config has no `proxy` section. */
-  constructor(config: Config, options: { publicAddress: PublicAddress | null }) {
+  constructor(config: Config, options: ServerOptions) {
     const log = getLogger(["pitifulnat", "proxy"]);
     super(log, config.limits);
     this.deps = {
@@ -48,6 +49,7 @@ export class ProxyServer extends ControlServer<ProxySession> {
       throttle: this.throttle,
       activity: this.activity,
       tls: identityFrom(config),
+      routerPorts: options.routerPorts ?? null,
     };
   }
 

@@ -9,6 +9,7 @@ import type { Config } from "../config/schema.ts";
 import { UserDb } from "../auth/users.ts";
 import type { Connection } from "../ftp/connection.ts";
 import { ControlServer } from "../ftp/control_server.ts";
+import type { ServerOptions } from "../ftp/data_setup.ts";
 import { identityFrom } from "../ftp/tls.ts";
 import { type LanNetworks, parseLanNetworks } from "../nat/announce.ts";
 import type { PublicAddress } from "../nat/public_address.ts";
@@ -19,7 +20,7 @@ import { Session, type SessionDeps } from "./session.ts";
 export class FtpServer extends ControlServer<Session> {
   protected readonly deps: SessionDeps;
 
-  constructor(config: Config, options: { publicAddress: PublicAddress | null }) {
+  constructor(config: Config, options: ServerOptions) {
     const log = getLogger(["pitifulnat", "ftp"]);
     super(log, config.limits);
     this.deps = {
@@ -33,6 +34,7 @@ export class FtpServer extends ControlServer<Session> {
       throttle: this.throttle,
       activity: this.activity,
       tls: identityFrom(config),
+      routerPorts: options.routerPorts ?? null,
     };
   }
 

@@ -7,6 +7,7 @@ import { configSchema } from "../../src/config/schema.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { FtpServer } from "../../src/serve/server.ts";
 import { PublicAddress } from "../../src/nat/public_address.ts";
+import type { RouterPorts } from "../../src/ftp/data_setup.ts";
 
 /** The test user's credentials. */
 export const USER = "alice";
@@ -30,6 +31,8 @@ export async function startServer(
   options: {
     host?: string;
     publicAddress?: PublicAddress;
+    /** The router's port mappings, as port_mapping would give them. */
+    routerPorts?: RouterPorts;
     tweak?: (c: Config) => void;
   } = {},
 ): Promise<TestServer> {
@@ -54,7 +57,7 @@ export async function startServer(
   config.listen.port = 0;
   options.tweak?.(config);
   const publicAddress = options.publicAddress ?? null;
-  const server = new FtpServer(config, { publicAddress });
+  const server = new FtpServer(config, { publicAddress, routerPorts: options.routerPorts });
   const addr = await server.start();
   const urlHost = host.includes(":") ? `[${host}]` : host;
   return {

@@ -362,7 +362,16 @@ Deno.test("port mapper: an external port other than the one asked is reported an
           "port mapping: port 2121 is reachable on external port 2122",
         ),
       );
-      assert.match(log.map(text).join("\n"), /gave external port 2122 for port 2121/);
+      assert.equal(mapper.externalPort(2121), 2122);
+      assert.equal(mapper.externalPort(9), null);
+      const logged = log.map(text).join("\n");
+      assert.match(
+        logged,
+        /forwards external port 2122 to the control port 2121: clients on the internet must connect to 203\.0\.113\.7:2122/,
+      );
+      // Logged when it changes, not at every renewal.
+      await mapper.renewNow();
+      assert.equal(log.map(text).join("\n").match(/external port 2122/g)?.length, 1);
     }, (gw) => gw.taken.add(2121));
   });
 });
@@ -377,6 +386,8 @@ Deno.test("port mapper: the cap limits the mappings and says how many were left"
     assert.equal(report.skipped, 91);
     assert.equal(report.mapped.length, 10);
     assert.equal(gw.table.size, 10);
+    // The control port and 9 passive ports: passive mode keeps remote clients to those 9.
+    assert.equal(mapper.mappedIn(50000, 50099), 9);
     assert.match(
       describeReport(report)[1],
       /mapped 10 of 10 TCP ports \(2121, 50000-50008\).*91 more over the cap/,

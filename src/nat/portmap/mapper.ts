@@ -303,6 +303,18 @@ export class PortMapper {
     return report;
   }
 
+  /** The external port the gateway forwards to `internalPort` now, or null when it forwards none. */
+  externalPort(internalPort: number): number | null {
+    return this.#mappings.get(internalPort)?.externalPort ?? null;
+  }
+
+  /** How many of the ports `min`..`max` the gateway forwards now. */
+  mappedIn(min: number, max: number): number {
+    let n = 0;
+    for (const port of this.#mappings.keys()) if (port >= min && port <= max) n++;
+    return n;
+  }
+
   /** The WAN address the gateway reported last, or null. */
   externalAddress(): string | null {
     return this.#externalAddress;
@@ -588,11 +600,22 @@ export class PortMapper {
         },
       );
     }
+    const before = new Map(previous?.different.map((d) => [d.internalPort, d.externalPort]));
     for (const d of report.different) {
-      this.#log.warn(
-        "port mapping: the gateway gave external port {ext} for port {port} (asked the same)",
-        { ext: d.externalPort, port: d.internalPort },
-      );
+      if (before.get(d.internalPort) === d.externalPort) continue; // logged already
+      if (d.internalPort === this.#ports[0]) {
+        this.#log.warn(
+          "port mapping: the gateway forwards external port {ext} to the control port {port}:" +
+            " clients on the internet must connect to {address}:{ext}",
+          { ext: d.externalPort, port: d.internalPort, address: report.externalAddress ?? "?" },
+        );
+      } else {
+        this.#log.info(
+          "port mapping: the gateway forwards external port {ext} to port {port}; remote" +
+            " clients are told {ext}",
+          { ext: d.externalPort, port: d.internalPort },
+        );
+      }
     }
   }
 
