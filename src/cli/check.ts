@@ -103,6 +103,7 @@ async function checkPublicAddress(
   if (!refresher) return null; // from: router without port_mapping: a config error already
   const r = await refresher.resolveNow();
   refresher.stop();
+  if (pa.from === "http" && pa.url) return reportFetched(pa.url, { result: r, ...options });
   const name = pa.host ?? "the router's WAN address";
   if (!r.ok || !r.address) {
     reportUnresolved(name, { result: r, ipv6: pa.ipv6, report: options.report });
@@ -118,12 +119,44 @@ async function checkPublicAddress(
   return r.address;
 }
 
+/**
+ * `from: http`: what the URL answered (fetched once), or why it gave no
+ * address: a problem of the same kind as a name that does not resolve.
+ */
+function reportFetched(
+  url: string,
+  options: { result: ResolveResult; lan: LanNetworks; report: Report },
+): string | null {
+  const { result: r, report } = options;
+  const ms = r.ms.toFixed(1);
+  if (!r.ok || !r.address) {
+    const why = r.error ?? "unknown error";
+    report.out.push(`public address: ${url} -> no address (fetched over HTTP, ${ms} ms): ${why}`);
+    report.problems.push({
+      code: CHECK_EXIT.unresolved,
+      text: `cannot get the public address from ${url}: ${why}; a fresh start tells remote ` +
+        `clients the LAN address until the URL answers with an address, and their passive ` +
+        `transfers fail`,
+    });
+    return null;
+  }
+  report.out.push(`public address: ${url} -> ${r.address} (fetched over HTTP, ${ms} ms)`);
+  judgePublic(r.address, {
+    what: url,
+    lanHint: "the URL sees this machine from inside the LAN: use a service on the internet",
+    ...options,
+  });
+  return r.address;
+}
+
 /** A public address inside the LAN, or one the internet cannot reach, is a problem. */
 function judgePublic(
   address: string,
-  options: { what: string; lan: LanNetworks; report: Report },
+  options: { what: string; lan: LanNetworks; report: Report; lanHint?: string },
 ): void {
   const { what, report } = options;
+  const lanHint = options.lanHint ??
+    "a LAN DNS override? set public_address.dns_server to a public resolver";
   const unreachable = unreachableFromInternet(address);
   if (unreachable) {
     report.problems.push({ code: CHECK_EXIT.publicAddress, text: `${what}: ${unreachable.text}` });
@@ -131,7 +164,7 @@ function judgePublic(
     report.problems.push({
       code: CHECK_EXIT.publicAddress,
       text: `${what} is ${address}, which is in lan_networks: remote clients cannot reach it ` +
-        `(a LAN DNS override? set public_address.dns_server to a public resolver)`,
+        `(${lanHint})`,
     });
   }
 }

@@ -381,10 +381,15 @@ export async function checkPortMapping(
         `the server reachable`,
     });
   } else if (wan && options.publicAddress && wan !== options.publicAddress) {
+    const url = config.public_address?.from === "http" ? config.public_address.url : undefined;
     report.warnings.push(
-      `the router reports the WAN address ${wan}, but the public address is ` +
-        `${options.publicAddress}: the dynamic-DNS record is stale (or the router is not the ` +
-        `one facing the internet)`,
+      url
+        ? `the router reports the WAN address ${wan}, but ${url} answers ` +
+          `${options.publicAddress}: the router is not the one facing the internet (or the ` +
+          `service sees another way out)`
+        : `the router reports the WAN address ${wan}, but the public address is ` +
+          `${options.publicAddress}: the dynamic-DNS record is stale (or the router is not the ` +
+          `one facing the internet)`,
     );
   }
 }

@@ -19,7 +19,7 @@ export const CHECK_EXIT = {
   loopbackListen: 4,
   /** The public address is private, loopback, CGNAT, documentation or in the LAN. */
   publicAddress: 5,
-  /** The public host name does not resolve. */
+  /** The public host name does not resolve, or `public_address.url` gives no address. */
   unresolved: 6,
   /** The control port, the FTPS port or the passive range cannot be used. */
   ports: 7,

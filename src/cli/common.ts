@@ -9,6 +9,7 @@ import { locateConfig, missingMessage } from "../config/locate.ts";
 import { type Config, parseDnsServer } from "../config/schema.ts";
 import { PortMapper, portsToMap } from "../nat/portmap/mod.ts";
 import { PublicAddress } from "../nat/public_address.ts";
+import { HTTP_SOURCE_LABEL, httpAddressResolver } from "../nat/http_address.ts";
 
 /** A loaded config and where it came from. */
 export interface Loaded {
@@ -50,8 +51,9 @@ export async function loadFromCli(
 /**
  * Builds the public-address refresher the config describes. With
  * `from: router`, its "lookups" ask `mapper` (the router over port_mapping)
- * for the WAN address, on the same schedule and with the same last-good
- * and back-off rules as DNS.
+ * for the WAN address; with `from: http`, they GET `url` and read the
+ * address from its answer. Both on the same schedule and with the same
+ * last-good and back-off rules as DNS, and re-asked early on a hint.
  */
 export function publicAddressFrom(
   config: Config,
@@ -74,6 +76,16 @@ export function publicAddressFrom(
         }
         return [probe.externalAddress];
       },
+    });
+  }
+  if (pa.from === "http") {
+    if (!pa.url) return null; // refused by the schema
+    return new PublicAddress({
+      ...common,
+      // The URL itself: the URL's host may be an IP literal, which would mean "fixed".
+      host: pa.url,
+      label: HTTP_SOURCE_LABEL,
+      resolver: httpAddressResolver(pa.url),
     });
   }
   return new PublicAddress({

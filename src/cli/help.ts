@@ -54,19 +54,19 @@ proxy section. SIGTERM/SIGINT stop it; SIGHUP reloads the config.
   check: `Usage: pitifulnat check [--config FILE] [--client ADDR]
 
 Validates the config, resolves the public address now (printing the answer, the DNS server
-asked and the time taken), tells what a remote and a LAN client would be told in PASV
-replies, checks that the ports can be bound, that users can log in to their homes, and, when
-a server is running, what it announces. --client ADDR (an IPv4 or IPv6 address) prints what
-that client would be told.
+asked or the URL fetched, and the time taken), tells what a remote and a LAN client would be
+told in PASV replies, checks that the ports can be bound, that users can log in to their
+homes, and, when a server is running, what it announces. --client ADDR (an IPv4 or IPv6
+address) prints what that client would be told.
 
 Exit codes (with several causes, the lowest): 0 all is well (internet, LAN only, or this
 machine only); 2 bad arguments; 3 config error; 4 loopback listen.address with a public
 address; 5 public address unreachable from the internet (private, loopback, CGNAT,
-documentation range, in lan_networks); 6 public name does not resolve; 7 a port cannot be
-used (in use, needs privileges, passive range holds the control port); 8 status port cannot
-be bound; 9 nobody can log in; 10 a home is missing or not readable/writable; 11 FTPS
-certificate expired or not for the public name; 12 proxy upstream unreachable or refusing;
-13 no router answers port_mapping.
+documentation range, in lan_networks); 6 public name does not resolve, or public_address.url
+gives no address; 7 a port cannot be used (in use, needs privileges, passive range holds the
+control port); 8 status port cannot be bound; 9 nobody can log in; 10 a home is missing or
+not readable/writable; 11 FTPS certificate expired or not for the public name; 12 proxy
+upstream unreachable or refusing; 13 no router answers port_mapping.
 `,
   status: `Usage: pitifulnat status [--config FILE] [--url URL] [--json]
 

@@ -17,10 +17,12 @@ function addressLines(s: StatusSnapshot): string[] {
     ? ` from ${pa.host} via ${pa.dnsServer}`
     : pa.source === "router"
     ? ` reported by the router over ${pa.dnsServer}`
+    : pa.source === "http"
+    ? ` answered by ${pa.host} (HTTP)`
     : " (none configured: LAN only)";
   const lines = [`public address: ${pa.address ?? "(not known yet)"}${from}`];
   if (pa.unreachable) lines.push(`  cannot work: ${pa.unreachable}`);
-  if (pa.source === "dns") {
+  if (pa.source !== "fixed" && pa.source !== "none") {
     lines.push(
       `  resolved at: ${pa.resolvedAt ?? "never"}; next refresh: ${pa.nextRefreshAt ?? "-"}`,
       `  lookups: ${pa.resolutions.ok} ok, ${pa.resolutions.failed} failed` +

@@ -16,6 +16,7 @@ import * as z from "zod/mini";
 import ipaddr from "ipaddr.js";
 import { DEFAULT_LAN_NETWORKS } from "../nat/announce.ts";
 import { type DnsServer, parseDnsServer as parseDnsServerOrThrow } from "../nat/public_address.ts";
+import { isAddressUrl } from "../nat/http_address.ts";
 import { parseRate } from "../ftp/rate.ts";
 
 /** Permissions a user can hold; each FTP command needs at most one of them. */
@@ -164,8 +165,15 @@ const publicAddressSchema = z.strictObject({
     ),
   ),
   address: z.optional(ipAddress()),
-  // The WAN address the router reports over port_mapping, refreshed like DNS.
-  from: z.optional(z.enum(["router"], { error: "expected router" })),
+  // router: the WAN address the router reports over port_mapping; http: the
+  // address a web service at `url` answers with. Both refreshed like DNS.
+  from: z.optional(z.enum(["router", "http"], { error: "expected router or http" })),
+  url: z.optional(
+    z.string().check(z.refine(isAddressUrl, {
+      error: "expected an http:// or https:// URL (without user:password@) that answers with " +
+        "the public IP address, such as https://ip.example.net/",
+    })),
+  ),
   dns_server: z.optional(
     z.string().check(z.refine((text) => parseDnsServer(text) !== undefined, {
       error: "expected a DNS server as 1.2.3.4, 1.2.3.4:5353 or [::1]:5353",
@@ -185,8 +193,25 @@ const publicAddressSchema = z.strictObject({
       const pa = issue.input as { host?: string; address?: string; from?: string };
       const given = [pa.host, pa.address, pa.from].filter((v) => v !== undefined).length;
       return "expected exactly one of host (a DNS name), address (an IP address) or " +
-        `from: router; got ${given === 0 ? "neither" : "more than one"}`;
+        `from (router or http); got ${given === 0 ? "neither" : "more than one"}`;
     },
+  }),
+  z.superRefine((pa, ctx) => {
+    if (pa.from === "http" && pa.url === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["from"],
+        message: "expected public_address.url with from: http (the http:// or https:// URL " +
+          "that answers with the public IP address)",
+      });
+    } else if (pa.from !== "http" && pa.url !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["url"],
+        message: "expected url only with from: http (it is where from: http fetches the " +
+          "public address)",
+      });
+    }
   }),
   z.superRefine((pa, ctx) => {
     if (typeof pa.address !== "string" || pa.address.includes(":") === pa.ipv6) return;
@@ -364,7 +389,7 @@ const portMappingSchema = z.strictObject({
   gateway: z.optional(ipAddress()),
   // Default: this machine's address on the gateway's network.
   internal_address: z.optional(ipAddress()),
-  lease_seconds: z._default(intIn(120, 86400), 3600),
+  lease_seconds: z._default(intIn(10, 86400), 3600),
   max_mappings: z._default(intIn(1, 1000), 100),
   // An IGD's description URL, instead of SSDP discovery (UPnP).
   upnp_location: z.optional(

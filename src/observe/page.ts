@@ -171,9 +171,14 @@ export function verdict(s: StatusSnapshot): Verdict {
   if (pa.lastError !== null || pa.consecutiveFailures > 0) {
     const n = pa.consecutiveFailures;
     const error = pa.lastError === null ? "" : `: ${escapeHtml(pa.lastError)}`;
+    const failing = pa.source === "router"
+      ? "The router does not answer"
+      : pa.source === "http"
+      ? "The address service fails"
+      : "DNS lookups failing";
     return {
       level: "warn",
-      title: `DNS lookups failing; still telling the last good address ${address}`,
+      title: `${failing}; still telling the last good address ${address}`,
       detail: `${n} failed lookup${n === 1 ? "" : "s"} in a row since ${
         formatTime(pa.failingSince ?? pa.lastErrorAt, s.now)
       } (last good answer at ${formatTime(pa.resolvedAt, s.now)})${error}`,
@@ -188,6 +193,7 @@ function sourceText(s: StatusSnapshot): string {
   if (pa.source === "fixed") return "Fixed in the configuration.";
   if (pa.source === "none") return "Not configured.";
   if (pa.source === "router") return `Reported by the router over ${escapeHtml(pa.dnsServer)}.`;
+  if (pa.source === "http") return `Answered by ${escOr(pa.host)} (HTTP).`;
   return `Looked up from ${escOr(pa.host)} via ${dnsServerText(pa.dnsServer)}.`;
 }
 
@@ -231,6 +237,10 @@ function addressCard(s: StatusSnapshot): string {
   const pa = s.publicAddress;
   const source = pa.source === "dns"
     ? `${escOr(pa.host)} via ${dnsServerText(pa.dnsServer)}`
+    : pa.source === "router"
+    ? `the router, over ${escapeHtml(pa.dnsServer)}`
+    : pa.source === "http"
+    ? `${escOr(pa.host)} (HTTP)`
     : pa.source === "fixed"
     ? "fixed in config"
     : "not configured";

@@ -24,10 +24,11 @@ export interface AddressChange {
 export interface PublicAddressStatus {
   /**
    * "dns" (a host name), "fixed" (public_address.address), "router" (the WAN
-   * address the router reports over port_mapping) or "none" (not configured).
+   * address the router reports over port_mapping), "http" (the address a web
+   * service at public_address.url answers) or "none" (not configured).
    */
-  source: "dns" | "fixed" | "router" | "none";
-  /** The configured host name, when `source` is "dns". */
+  source: "dns" | "fixed" | "router" | "http" | "none";
+  /** The configured host name ("dns"), the URL ("http"), or "router". */
   host: string | null;
   /** The address announced to remote clients now; null while none is known. */
   address: string | null;

@@ -91,19 +91,16 @@ function publicAddressStatus(config: Config, pa: PublicAddress | null): PublicAd
   const address = snap?.address ?? null;
   const raw = snap?.lastError ?? null;
   return {
-    source: !snap
-      ? "none"
-      : snap.fixed
-      ? "fixed"
-      : config.public_address?.from === "router"
-      ? "router"
-      : "dns",
+    source: !snap ? "none" : snap.fixed ? "fixed" : config.public_address?.from ?? "dns",
     host: snap?.host ?? null,
     address,
     dnsServer: snap?.dnsServer ?? "none",
     resolvedAt: snap?.resolvedAt ?? null,
     nextRefreshAt: snap?.nextRefreshAt ?? null,
-    lastError: raw === null ? null : plainDnsError(raw, config.public_address?.ipv6 ? "AAAA" : "A"),
+    // Resolver errors in plain words; the router's and a web service's are plain already.
+    lastError: raw === null || config.public_address?.from
+      ? raw
+      : plainDnsError(raw, config.public_address?.ipv6 ? "AAAA" : "A"),
     lastErrorRaw: raw,
     lastErrorAt: snap?.lastErrorAt ?? null,
     consecutiveFailures: snap?.consecutiveFailures ?? 0,

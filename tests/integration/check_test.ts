@@ -5,6 +5,7 @@
  * of main.ts, as an operator runs them.
  */
 import assert from "node:assert/strict";
+import dgram from "node:dgram";
 import { hashPassword } from "../../src/auth/password.ts";
 import { CHECK_EXIT } from "../../src/cli/check.ts";
 import { rawGreeting } from "../helpers/ftplib.ts";
@@ -405,6 +406,109 @@ Deno.test("check causes: port_mapping on, and no router answers (exit 13)", asyn
     assert.match(r.stdout, /port_mapping is natpmp, but no NAT-PMP reply from 127\.0\.0\.9:5351/);
     assert.match(r.stdout, /router: port_mapping \(natpmp\) asks the router for TCP/);
   });
+});
+
+/** Runs `fn` with an HTTP server on 127.0.0.1 that answers every GET with `status` and `body`. */
+async function withAddressUrl(
+  answer: { status: number; body: string },
+  fn: (url: string) => Promise<void>,
+): Promise<void> {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response(answer.body, { status: answer.status }),
+  );
+  try {
+    await fn(`http://127.0.0.1:${server.addr.port}/`);
+  } finally {
+    await server.shutdown();
+  }
+}
+
+Deno.test("check: from: http fetches the URL once and says what it answered", async () => {
+  await withDir(async (dir) => {
+    await withAddressUrl({ status: 200, body: `${PUBLIC}\n` }, async (url) => {
+      const r = await check(
+        dir,
+        internetConfig({ public_address: `{ from: http, url: "${url}" }` }),
+      );
+      assertExit(r, CHECK_EXIT.ok);
+      assert.match(
+        r.stdout,
+        new RegExp(
+          `^public address: ${url} -> 5\\.6\\.7\\.8 \\(fetched over HTTP, [\\d.]+ ms\\)$`,
+          "m",
+        ),
+      );
+      assert.match(r.stdout, /a remote client .* is told: 5\.6\.7\.8/);
+      assert.match(r.stdout, /OK: remote and LAN clients will be told reachable addresses/);
+    });
+  });
+});
+
+Deno.test("check: a from: http URL that answers 500 fails like a name that does not resolve (exit 6)", async () => {
+  await withDir(async (dir) => {
+    await withAddressUrl({ status: 500, body: "oops" }, async (url) => {
+      const r = await check(
+        dir,
+        internetConfig({ public_address: `{ from: http, url: "${url}" }` }),
+      );
+      assertExit(r, CHECK_EXIT.unresolved);
+      assert.match(
+        r.stdout,
+        new RegExp(`^public address: ${url} -> no address .*: ${url} answered 500`, "m"),
+      );
+      assert.match(
+        r.stdout,
+        new RegExp(
+          `^- cannot get the public address from ${url}: ${url} answered 500.*\\(exit 6\\)$`,
+          "m",
+        ),
+      );
+      assert.match(
+        r.stdout,
+        /a remote client .* is told: \S+ \(public address not resolved yet/,
+      );
+    });
+  });
+});
+
+Deno.test("check: from: http and a router that reports another WAN address: a warning", async () => {
+  // A NAT-PMP gateway on loopback that answers the external-address request only.
+  const gateway = dgram.createSocket("udp4");
+  gateway.on("message", (msg, from) => {
+    if (msg[1] !== 0) return;
+    const reply = new Uint8Array(12);
+    reply[1] = 128;
+    new DataView(reply.buffer).setUint32(4, 1000);
+    reply.set([5, 6, 7, 9], 8);
+    gateway.send(reply, from.port, from.address);
+  });
+  await new Promise<void>((resolve) => gateway.bind(5351, "127.0.0.10", resolve));
+  try {
+    await withDir(async (dir) => {
+      await withAddressUrl({ status: 200, body: PUBLIC }, async (url) => {
+        const r = await check(
+          dir,
+          internetConfig({
+            public_address: `{ from: http, url: "${url}" }`,
+            port_mapping: "{ protocol: natpmp, gateway: 127.0.0.10 }",
+          }),
+        );
+        assertExit(r, CHECK_EXIT.ok);
+        assert.match(
+          r.stdout,
+          new RegExp(
+            `^warning: the router reports the WAN address 5\\.6\\.7\\.9, but ${url} answers ` +
+              `5\\.6\\.7\\.8: the router is not the one facing the internet`,
+            "m",
+          ),
+        );
+        assert.doesNotMatch(r.stdout, /dynamic-DNS record/);
+      });
+    });
+  } finally {
+    await new Promise<void>((resolve) => gateway.close(() => resolve()));
+  }
 });
 
 Deno.test("check's exit codes are all documented: README's table and check --help", async () => {

@@ -187,14 +187,14 @@ Deno.test("YAML syntax errors give file, line and column", () => {
 Deno.test("public_address needs exactly one of host and address", () => {
   assert.deepEqual(problemsOf(["allow_fxp: false", "public_address:", "  ipv6: true"]), [
     "config.yaml:3:3: public_address: " +
-    "expected exactly one of host (a DNS name), address (an IP address) or from: router; " +
+    "expected exactly one of host (a DNS name), address (an IP address) or from (router or http); " +
     "got neither",
   ]);
   assert.deepEqual(
     problemsOf(["public_address:", "  host: myhome.example.net", "  address: 203.0.113.7"]),
     [
       "config.yaml:2:3: public_address: " +
-      "expected exactly one of host (a DNS name), address (an IP address) or from: router; " +
+      "expected exactly one of host (a DNS name), address (an IP address) or from (router or http); " +
       "got more than one",
     ],
   );
@@ -428,4 +428,61 @@ Deno.test("public_address.from: router needs port_mapping", () => {
     file: "config.yaml",
   });
   assert.equal(ok.public_address?.from, "router");
+});
+
+Deno.test("public_address.from: http needs url, and url needs from: http", () => {
+  const config = parseConfig(
+    'public_address: { from: http, url: "https://ip.example.net/", refresh_seconds: 30 }\n',
+    { file: "config.yaml" },
+  );
+  assert.deepEqual(config.public_address, {
+    from: "http",
+    url: "https://ip.example.net/",
+    refresh_seconds: 30,
+    ipv6: false,
+  });
+  // Never on by default: no public_address, no source.
+  assert.equal(parseConfig("", { file: "config.yaml" }).public_address, undefined);
+  assert.equal(
+    parseConfig('public_address: { from: http, url: "http://198.51.100.1:8080/" }\n', {
+      file: "config.yaml",
+    }).public_address?.refresh_seconds,
+    60,
+  );
+  assert.deepEqual(problemsOf(["public_address: { from: http }"]), [
+    "config.yaml:1:25: public_address.from: expected public_address.url with from: http (the " +
+    'http:// or https:// URL that answers with the public IP address); got "http"',
+  ]);
+  assert.deepEqual(
+    problemsOf(["public_address:", "  host: myhome.example.net", "  url: https://ip.example.net/"]),
+    [
+      "config.yaml:3:8: public_address.url: expected url only with from: http (it is where " +
+      'from: http fetches the public address); got "https://ip.example.net/"',
+    ],
+  );
+  const badUrl = "expected an http:// or https:// URL (without user:password@) that answers " +
+    "with the public IP address, such as https://ip.example.net/";
+  for (const url of ["ftp://ip.example.net/", "ip.example.net", "https://me:pw@ip.example.net/"]) {
+    assert.deepEqual(problemsOf(["public_address:", "  from: http", `  url: "${url}"`]), [
+      `config.yaml:3:8: public_address.url: ${badUrl}; got "${url}"`,
+    ], url);
+  }
+  assert.deepEqual(problemsOf(["public_address: { from: web }"]), [
+    'config.yaml:1:25: public_address.from: expected router or http; got "web"',
+  ]);
+  assert.deepEqual(
+    problemsOf([
+      "public_address:",
+      "  address: 203.0.113.7",
+      "  from: http",
+      "  url: https://ip.example.net/",
+    ]),
+    [
+      "config.yaml:2:3: public_address: expected exactly one of host (a DNS name), address " +
+      "(an IP address) or from (router or http); got more than one",
+    ],
+  );
+  assert.deepEqual(problemsOf(["public_address: { from: http, url: 7 }"]), [
+    "config.yaml:1:36: public_address.url: expected a string; got 7",
+  ]);
 });

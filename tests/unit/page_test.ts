@@ -120,6 +120,21 @@ Deno.test("page: verdicts for ok, fixed, DNS failing, no address, unreachable an
       /Remote clients are told 10\.0\.0\.5, which cannot work from the internet/,
     ],
     ["LAN only", snapshot(), "info", /LAN only: no public address configured/],
+    [
+      "router failing",
+      snapshot({
+        publicAddress: dnsAddress({
+          source: "router",
+          host: "router",
+          lastError: "no NAT-PMP reply from 10.0.0.1:5351 after 4 tries",
+          lastErrorAt: ago(5),
+          consecutiveFailures: 2,
+          failingSince: ago(15),
+        }),
+      }),
+      "warn",
+      /The router does not answer; still telling the last good address 5\.6\.7\.8/,
+    ],
   ];
   for (const [name, s, level, title] of cases) {
     const v = verdict(s);
