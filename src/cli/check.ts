@@ -63,7 +63,7 @@ export async function runCheck(options: { config?: string; client?: string }): P
   checkStatusPort(config, { running: running !== null, report });
   if (!config.proxy) await checkHomes(config, report);
   await checkUpstream(config, report);
-  await checkPortMapping(config, { publicAddress, report });
+  await checkPortMapping(config, { publicAddress, report, running });
   checkCertificate(config, { report, now: new Date() });
   return printReport(report, verdict(config, { local, lan }));
 }

@@ -9,7 +9,7 @@ import { dialable, hostPort, withTimeout } from "../ftp/connection.ts";
 import { canCreateIn, canList } from "../fs/access.ts";
 import { loadTlsIdentity } from "../ftp/tls.ts";
 import { unreachableFromInternet } from "../nat/address_kind.ts";
-import { describeReport } from "../nat/portmap/mod.ts";
+import { describeReport, PROTOCOL_NAME } from "../nat/portmap/mod.ts";
 import { probeRange } from "../nat/port_range.ts";
 import type { StatusSnapshot } from "../observe/status.ts";
 import { connectUpstream } from "../proxy/upstream.ts";
@@ -345,6 +345,41 @@ export async function checkUpstream(config: Config, report: Report): Promise<voi
   }
 }
 
+/** Whether `port` can be bound on `address` now (nothing, this server included, holds it). */
+function canBind(address: string, port: number): boolean {
+  try {
+    Deno.listen({ hostname: address, port }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What the running server's port mapper holds, and its last error (exit 13). */
+function reportRunningMappings(
+  pm: NonNullable<StatusSnapshot["portMapping"]>,
+  report: Report,
+): void {
+  const via = pm.protocol ? PROTOCOL_NAME[pm.protocol] : "no protocol answered";
+  report.out.push(
+    `running server: port mapping on ${pm.gateway ?? "no gateway"} (${via}): ` +
+      `${pm.mappings.length} mappings held, ${pm.rounds} rounds, next ${pm.nextRoundAt ?? "-"}` +
+      (pm.lastError ? `; last round failed: ${pm.lastError}` : ""),
+  );
+  if (pm.lastError) {
+    report.problems.push({
+      code: CHECK_EXIT.portMapping,
+      text: `the running server's port mapping fails: ${pm.lastError}` +
+        (pm.mappings.length ? ` (it still lists ${pm.mappings.length} mappings)` : ""),
+    });
+  } else if (pm.failed.length > 0) {
+    report.warnings.push(
+      `the router refused ${pm.failed.length} of the running server's ports: ` +
+        pm.failed.slice(0, 5).map((f) => `${f.port} (${f.error})`).join(", "),
+    );
+  }
+}
+
 /**
  * port_mapping: which gateway answers, over which protocol, and the WAN
  * address it reports (mapping nothing: a running server may hold the
@@ -354,12 +389,17 @@ export async function checkUpstream(config: Config, report: Report): Promise<voi
  */
 export async function checkPortMapping(
   config: Config,
-  options: { publicAddress: string | null; report: Report },
+  options: { publicAddress: string | null; report: Report; running: StatusSnapshot | null },
 ): Promise<void> {
   const mapper = portMapperFrom(config);
   if (!mapper) return;
   const { report } = options;
-  const probe = await mapper.probe();
+  const held = options.running?.portMapping;
+  if (held) reportRunningMappings(held, report);
+  // A trial mapping shows whether the router grants any, but it must not
+  // remove a running server's: only while the control port is free here.
+  const free = !options.running && canBind(config.listen.address, config.listen.port);
+  const probe = await mapper.probe(free ? { tryPort: config.listen.port } : {});
   report.out.push(...describeReport(probe));
   if (probe.protocol === null || probe.error !== null) {
     report.problems.push({

@@ -70,9 +70,7 @@ export async function runServer(
     return 1;
   }
   const startedAt = new Date();
-  // Never throws: a router that does not answer is logged, and the server serves on.
-  await mapper?.start();
-  await current.publicAddress?.start();
+  // Status first: it shows the router and the public address while they are still asked.
   const status = startStatus(server, {
     config,
     current,
@@ -81,6 +79,9 @@ export async function runServer(
     kind: options.kind,
     mapper,
   });
+  // Never throws: a router that does not answer is logged, and the server serves on.
+  await mapper?.start();
+  await current.publicAddress?.start();
   const sig = await signals.stopped;
   signals.remove();
   log.info("{sig}: stopping", { sig });

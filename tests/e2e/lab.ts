@@ -595,6 +595,81 @@ export async function fresh(path: string): Promise<string> {
 }
 
 /**
+ * A tiny ftplib client. Python ignores the address in a 227 reply by default
+ * (it reuses the control connection's); the lab turns that off so the
+ * announced address is really used, as most clients do. Modes: pasv, get,
+ * put, wait-pasv, and get-port (PASV until told a given port, then RETR over
+ * it); an "active-" prefix makes get/put use PORT, a "tls-" prefix FTPS.
+ */
+export const FTPLIB_CLIENT = `
+import ftplib, sys, time
+mode, host, port, user, password = sys.argv[1:6]
+rest = sys.argv[6:]
+tls = mode.startswith("tls-")
+mode = mode[4:] if tls else mode
+active = mode.startswith("active-")
+mode = mode[7:] if active else mode
+if tls:
+    import ssl
+    ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+    f = ftplib.FTP_TLS(context=ctx, timeout=10)
+else:
+    f = ftplib.FTP(timeout=10)
+f.trust_server_pasv_ipv4_address = True
+f.connect(host, int(port))
+f.login(user, password)
+if tls:
+    f.prot_p()
+if active:
+    f.set_pasv(False)
+if mode == "pasv":
+    print(f.sendcmd("PASV"))
+elif mode == "get":
+    f.set_debuglevel(1)
+    with open(rest[1], "wb") as out:
+        f.retrbinary("RETR " + rest[0], out.write)
+elif mode == "put":
+    f.set_debuglevel(1)
+    with open(rest[0], "rb") as src:
+        f.storbinary("STOR " + rest[1], src)
+elif mode == "get-port":
+    import re, socket
+    want = int(rest[0])
+    for _ in range(400):
+        reply = f.sendcmd("PASV")
+        h1, h2, h3, h4, p1, p2 = map(int, re.search(r"\\((.*)\\)", reply).group(1).split(","))
+        if p1 * 256 + p2 == want:
+            break
+    else:
+        sys.exit(4)
+    print(reply, flush=True)
+    data = socket.create_connection((host, want), timeout=10)
+    print(f.sendcmd("RETR " + rest[1]), flush=True)
+    with open(rest[2], "wb") as out:
+        while True:
+            chunk = data.recv(65536)
+            if not chunk:
+                break
+            out.write(chunk)
+    data.close()
+    print(f.voidresp(), flush=True)
+elif mode == "wait-pasv":
+    want, limit = rest[0], float(rest[1])
+    deadline = time.monotonic() + limit
+    for _ in range(1000):
+        reply = f.sendcmd("PASV")
+        print(reply, flush=True)
+        if want in reply:
+            break
+        if time.monotonic() > deadline:
+            sys.exit(3)
+        time.sleep(0.25)
+    else:
+        sys.exit(3)
+f.quit()
+`;
+
+/**
  * Runs curl in the lab's `role` namespace, verbose and time-limited, with
  * EPSV off and the 227's address used ("pasv") or EPSV on ("epsv").
  */

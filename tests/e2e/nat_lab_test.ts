@@ -27,6 +27,7 @@ import {
   findProgram,
   FORWARD,
   fresh,
+  FTPLIB_CLIENT,
   in227,
   labCurl,
   labGate,
@@ -42,54 +43,6 @@ import {
 
 const USER = "alice";
 const PASS = "lab-secret-1";
-
-/**
- * A tiny ftplib client. Python ignores the address in a 227 reply by default
- * (it reuses the control connection's); the lab turns that off so the
- * announced address is really used, as most clients do.
- */
-const FTPLIB_CLIENT = `
-import ftplib, sys, time
-mode, host, port, user, password = sys.argv[1:6]
-rest = sys.argv[6:]
-tls = mode.startswith("tls-")
-mode = mode[4:] if tls else mode
-if tls:
-    import ssl
-    ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-    f = ftplib.FTP_TLS(context=ctx, timeout=10)
-else:
-    f = ftplib.FTP(timeout=10)
-f.trust_server_pasv_ipv4_address = True
-f.connect(host, int(port))
-f.login(user, password)
-if tls:
-    f.prot_p()
-if mode == "pasv":
-    print(f.sendcmd("PASV"))
-elif mode == "get":
-    f.set_debuglevel(1)
-    with open(rest[1], "wb") as out:
-        f.retrbinary("RETR " + rest[0], out.write)
-elif mode == "put":
-    f.set_debuglevel(1)
-    with open(rest[0], "rb") as src:
-        f.storbinary("STOR " + rest[1], src)
-elif mode == "wait-pasv":
-    want, limit = rest[0], float(rest[1])
-    deadline = time.monotonic() + limit
-    for _ in range(1000):
-        reply = f.sendcmd("PASV")
-        print(reply, flush=True)
-        if want in reply:
-            break
-        if time.monotonic() > deadline:
-            sys.exit(3)
-        time.sleep(0.25)
-    else:
-        sys.exit(3)
-f.quit()
-`;
 
 /**
  * basic-ftp (under Node.js: see basic_ftp_node.ts) moving one file in PASV

@@ -25,7 +25,7 @@
 import assert from "node:assert/strict";
 import { hashPassword } from "../../src/auth/password.ts";
 import { type MappingReport, PROTOCOL_NAME } from "../../src/nat/portmap/mod.ts";
-import { sha256File, writeRandomFile } from "../helpers/server.ts";
+import { type RunResult, sha256File, writeRandomFile } from "../helpers/server.ts";
 import {
   ADDR,
   cacheCli,
@@ -33,6 +33,7 @@ import {
   findProgram,
   FORWARD,
   fresh,
+  FTPLIB_CLIENT,
   labCurl,
   labGate,
   type Miniupnpd,
@@ -40,6 +41,7 @@ import {
   NatLab,
   type Proc,
   REPO,
+  type Role,
   show,
   startMiniupnpd,
   told,
@@ -54,6 +56,8 @@ const LEASE = 20;
 /** The ports mapped: the control port and the lab's passive range. */
 const PORTS = `${FORWARD.control},${FORWARD.min}-${FORWARD.max}`;
 const PORT_COUNT = 1 + FORWARD.max - FORWARD.min + 1;
+/** The status port of the server the last steps run (loopback, in its namespace). */
+const STATUS = 2180;
 
 const { missing, ignore } = await labGate(
   "port-mapping lab",
@@ -276,47 +280,321 @@ Deno.test({
           await unreachable(`after ${name} stop`);
         });
       }
-      await t.step(
-        "pitifulnat serve with port_mapping and public_address from the router",
-        async () => {
-          await server.stop("SIGTERM", 15_000);
-          const mapped = `${dir}/mapped.yaml`;
-          await Deno.writeTextFile(
-            mapped,
-            // The public address too comes from the router: the 227s carry its WAN address.
-            (await Deno.readTextFile(config)).replace(
-              `public_address: { address: ${ADDR.srvRouterWan} }`,
-              "public_address: { from: router }",
-            ) +
-              `port_mapping: { protocol: natpmp, gateway: ${ADDR.srvRouterLan}, ` +
-              `internal_address: ${ADDR.srv}, lease_seconds: 120 }\n`,
-          );
-          const serving = theLab.spawn(
-            "srv",
-            Deno.execPath(),
-            cliArgs("serve", "--config", mapped),
-            {
-              cwd: REPO,
-            },
-          );
-          try {
-            await serving.waitFor(/mapped \d+ of \d+ ports|port mapping: mapped/, 20_000);
-            assert.equal((await upnpcList(theLab)).length, PORT_COUNT, tail(serving));
-            await transfers("through-serve");
-            assert.match(serving.output, /resolved router -> 198\.51\.100\.20 via port_mapping/);
-          } finally {
-            const stopped = await serving.stop("SIGTERM", 15_000);
-            assert.equal(stopped.code, 0, tail(serving));
-          }
-          assert.match(serving.output, new RegExp(`removed ${PORT_COUNT} mappings`), tail(serving));
-          assert.deepEqual(
-            await upnpcList(theLab),
-            [],
-            "the server's mappings are gone after SIGTERM",
-          );
-          await unreachable("after the server stopped");
-        },
+      // The rest runs pitifulnat serve itself: port_mapping over NAT-PMP, its
+      // public address from the router too (the 227s carry the WAN address).
+      await server.stop("SIGTERM", 15_000);
+      const mapped = `${dir}/mapped.yaml`;
+      await Deno.writeTextFile(
+        mapped,
+        (await Deno.readTextFile(config)).replace(
+          `public_address: { address: ${ADDR.srvRouterWan} }`,
+          "public_address: { from: router }",
+        ) +
+          `port_mapping: { protocol: natpmp, gateway: ${ADDR.srvRouterLan}, ` +
+          `internal_address: ${ADDR.srv}, lease_seconds: ${LEASE} }\n` +
+          `status: { port: ${STATUS} }\n`,
       );
+      const script = `${dir}/ftp_client.py`;
+      await Deno.writeTextFile(script, FTPLIB_CLIENT);
+      const ftplib = (role: Role, mode: string, host: string, ...rest: string[]) =>
+        theLab.exec(role, "python3", [
+          script,
+          mode,
+          host,
+          `${FORWARD.control}`,
+          USER,
+          PASS,
+          ...rest,
+        ]);
+      const lftp = (command: string) =>
+        theLab.exec("cli", "lftp", [
+          "-d",
+          "-c",
+          [
+            "set ftp:prefer-epsv no",
+            "set ftp:ssl-allow no",
+            "set net:max-retries 1",
+            "set net:timeout 10",
+            "set xfer:clobber on",
+            `open -u ${USER},${PASS} -p ${FORWARD.control} ${wan}`,
+            command,
+          ].join("; "),
+        ], 30_000);
+      /** Down and up by `get`/`put`, both checked by SHA-256. */
+      const both = async (
+        name: string,
+        get: (to: string) => Promise<RunResult>,
+        put: (as: string) => Promise<RunResult>,
+      ) => {
+        const to = await fresh(`${dir}/${name}.bin`);
+        const g = await get(to);
+        assert.equal(g.code, 0, show(g));
+        assert.equal(await sha256File(to), dlSum, `${name}: downloaded bytes differ`);
+        const p = await put(`${name}.bin`);
+        assert.equal(p.code, 0, show(p));
+        assert.equal(
+          await sha256File(`${home}/${name}.bin`),
+          upSum,
+          `${name}: uploaded bytes differ`,
+        );
+      };
+      /** The server's mappings as upnpc lists them (a LAN host's own mapping left out). */
+      const serversMappings = async () =>
+        (await upnpcList(theLab)).filter((m) => m.includes(`->${ADDR.srv}:`));
+      /** The redirect another LAN host holds: external 50005, so the server's 50005 gets another. */
+      const TAKEN = FORWARD.min + 5;
+      let serving: Proc | null = null;
+      try {
+        await t.step(
+          "serve: the NAT lab's clients work through only the mappings it asked for",
+          async () => {
+            const grab = await theLab.exec("lan", "upnpc", [
+              "-i",
+              "-a",
+              ADDR.lan,
+              `${TAKEN}`,
+              `${TAKEN}`,
+              "TCP",
+            ], 20_000);
+            assert.equal(grab.code, 0, show(grab));
+            serving = theLab.spawn("srv", Deno.execPath(), cliArgs("serve", "--config", mapped), {
+              cwd: REPO,
+            });
+            const srv = serving;
+            await srv.waitFor(new RegExp(`mapped ${PORT_COUNT} of ${PORT_COUNT} ports`), 20_000);
+            await srv.waitFor(/resolved router -> 198\.51\.100\.20 via port_mapping/, 10_000);
+            assert.equal((await serversMappings()).length, PORT_COUNT, tail(srv));
+            // The router gave the server's 50005 another external port: remote clients are told that one.
+            const shifted = srv.output.match(
+              new RegExp(`forwards \\d+ ports on other external ports \\(.*\\b${TAKEN}->(\\d+)`),
+            );
+            assert.ok(shifted, tail(srv));
+            const external = Number(shifted[1]);
+            assert.notEqual(external, TAKEN);
+            const viaShifted = await fresh(`${dir}/via-shifted.bin`);
+            const g = await ftplib("cli", "get-port", wan, `${external}`, "dl.bin", viaShifted);
+            assert.equal(g.code, 0, `${show(g)}\n${tail(srv)}`);
+            assert.match(g.stdout, /^226 /m, show(g));
+            assert.equal(await sha256File(viaShifted), dlSum);
+            await transfers("serve-curl");
+            await both(
+              "serve-lftp",
+              (to) => lftp(`get dl.bin -o ${to}`),
+              (as) => lftp(`put ${dir}/up.bin -o ${as}`),
+            );
+            await both(
+              "serve-ftplib",
+              (to) => ftplib("cli", "get", wan, "dl.bin", to),
+              (as) => ftplib("cli", "put", wan, `${dir}/up.bin`, as),
+            );
+            // Active mode from a host on the internet: the server connects back to the
+            // control connection's peer through its router's masquerade, no mapping needed.
+            await both(
+              "serve-active",
+              (to) => ftplib("inet", "active-get", wan, "dl.bin", to),
+              (as) => ftplib("inet", "active-put", wan, `${dir}/up.bin`, as),
+            );
+            // Every forward on the server's router is one of miniupnpd's, made for the server.
+            const all = (await theLab.rulesets()).match(/dnat/g)?.length ?? 0;
+            const upnpRules = await upnpd.rules();
+            assert.equal(all, upnpRules.match(/dnat/g)?.length ?? 0, upnpRules);
+            assert.equal(upnpRules.match(/dnat ip to 10\.0\.0\.2/g)?.length, PORT_COUNT, upnpRules);
+          },
+        );
+
+        await t.step(
+          "serve: the router's daemon dies: logged once, the server serves on, check says why",
+          async () => {
+            const srv = serving!;
+            const from = srv.output.length;
+            await upnpd.stop("SIGKILL");
+            const warned = () =>
+              srv.output.slice(from).split("\n").filter((l) => /\[WRN\].*port mapping: /.test(l));
+            const deadline = Date.now() + LEASE * 1000 + 10_000;
+            while (warned().length === 0) {
+              assert.ok(Date.now() < deadline, `no port-mapping warning\n${tail(srv)}`);
+              await new Promise((r) => setTimeout(r, 200));
+            }
+            // The next failed round (the mappings held still run out in LEASE s, so it comes
+            // within LEASE/2 s) must not log it again.
+            const failedRounds = async () => {
+              const r = await theLab.exec("srv", "curl", [
+                "-sS",
+                `http://127.0.0.1:${STATUS}/status`,
+              ]);
+              assert.equal(r.code, 0, show(r));
+              const pm = JSON.parse(r.stdout).portMapping;
+              assert.ok(pm.lastError, r.stdout);
+              return pm.rounds as number;
+            };
+            const at = await failedRounds();
+            const until = Date.now() + LEASE * 1000 + 10_000;
+            while (await failedRounds() === at) {
+              assert.ok(Date.now() < until, `no second round\n${tail(srv)}`);
+              await new Promise((r) => setTimeout(r, 500));
+            }
+            assert.equal(warned().length, 1, tail(srv));
+            assert.equal(srv.exited, null);
+            // The kernel still forwards (a crashed daemon leaves its rules): remote clients work,
+            // and LAN clients never needed the router.
+            await both(
+              "dead-router-remote",
+              (to) => ftplib("cli", "get", wan, "dl.bin", to),
+              (as) => ftplib("cli", "put", wan, `${dir}/up.bin`, as),
+            );
+            await both(
+              "dead-router-lan",
+              (to) => ftplib("lan", "get", ADDR.srv, "dl.bin", to),
+              (as) => ftplib("lan", "put", ADDR.srv, `${dir}/up.bin`, as),
+            );
+            const c = await theLab.exec(
+              "srv",
+              Deno.execPath(),
+              cliArgs("check", "--config", mapped),
+            );
+            // Its lowest code may be another cause (the router gives no WAN address either).
+            assert.notEqual(c.code, 0, show(c));
+            assert.match(
+              c.stdout,
+              /port_mapping is natpmp, but .*no NAT-PMP reply.*\(exit 13\)/,
+              show(c),
+            );
+            assert.match(c.stdout, /running server: port mapping .*no NAT-PMP reply/, show(c));
+          },
+        );
+
+        await t.step(
+          "serve: the router comes back empty: the next renewal maps everything again",
+          async () => {
+            const srv = serving!;
+            const before = srv.output.length;
+            await upnpd.reboot();
+            const deadline = Date.now() + LEASE * 1000 + 15_000;
+            while (!srv.output.slice(before).match(/mapped \d+ of \d+ ports/)) {
+              assert.ok(Date.now() < deadline, tail(srv));
+              await new Promise((r) => setTimeout(r, 200));
+            }
+            assert.match(
+              srv.output.slice(before),
+              new RegExp(`mapped ${PORT_COUNT} of ${PORT_COUNT}`),
+            );
+            assert.equal((await serversMappings()).length, PORT_COUNT);
+            await transfers("serve-after-reboot");
+          },
+        );
+
+        await t.step("serve: SIGTERM removes every mapping", async () => {
+          const srv = serving!;
+          const stopped = await srv.stop("SIGTERM", 15_000);
+          assert.equal(stopped.code, 0, tail(srv));
+          assert.match(srv.output, new RegExp(`removed ${PORT_COUNT} mappings`), tail(srv));
+          assert.deepEqual(await serversMappings(), [], "the server's mappings are gone");
+          await unreachable("after the server stopped");
+        });
+
+        await t.step(
+          "serve: a router that refuses: check says so, the server logs it once and serves",
+          async () => {
+            // The router's own permission rules now deny this machine any mapping. Over
+            // UPnP-IGD, which answers that at once (606); miniupnpd 2.3.1's NAT-PMP instead
+            // searches every other external port for an allowed one and stops answering.
+            const conf = await Deno.readTextFile(upnpd.configFile);
+            const overUpnp = `${dir}/upnp.yaml`;
+            await Deno.writeTextFile(
+              overUpnp,
+              (await Deno.readTextFile(mapped)).replace(
+                /port_mapping: \{ protocol: natpmp, gateway: [\d.]+,/,
+                "port_mapping: { protocol: upnp,",
+              ),
+            );
+            await Deno.writeTextFile(
+              upnpd.configFile,
+              conf.replace(
+                "allow 1024-65535",
+                `deny 0-65535 ${ADDR.srv}/32 0-65535\nallow 1024-65535`,
+              ),
+            );
+            await upnpd.reboot();
+            const c = await theLab.exec(
+              "srv",
+              Deno.execPath(),
+              cliArgs("check", "--config", overUpnp),
+            );
+            assert.notEqual(c.code, 0, show(c));
+            assert.match(
+              c.stdout,
+              new RegExp(
+                `port_mapping is upnp, but the gateway refused a trial mapping of port ` +
+                  `${FORWARD.control} .*\\(exit 13\\)`,
+              ),
+              show(c),
+            );
+            const refused = theLab.spawn(
+              "srv",
+              Deno.execPath(),
+              cliArgs("serve", "--config", overUpnp),
+              {
+                cwd: REPO,
+              },
+            );
+            serving = refused;
+            await refused.waitFor(/\[WRN\].*port mapping: the gateway mapped none of/, 20_000);
+            await both(
+              "refused-lan",
+              (to) => ftplib("lan", "get", ADDR.srv, "dl.bin", to),
+              (as) => ftplib("lan", "put", ADDR.srv, `${dir}/up.bin`, as),
+            );
+            assert.deepEqual(await serversMappings(), []);
+            const stopped = await refused.stop("SIGTERM", 15_000);
+            assert.equal(stopped.code, 0, tail(refused));
+            assert.equal(
+              refused.output.split("\n").filter((l) => /\[WRN\].*port mapping: /.test(l)).length,
+              1,
+              tail(refused),
+            );
+            await Deno.writeTextFile(upnpd.configFile, conf);
+          },
+        );
+
+        await t.step(
+          "serve: with no router answering at all it serves, and check says why",
+          async () => {
+            await upnpd.stop("SIGTERM");
+            const alone = theLab.spawn(
+              "srv",
+              Deno.execPath(),
+              cliArgs("serve", "--config", mapped),
+              {
+                cwd: REPO,
+              },
+            );
+            serving = alone;
+            await alone.waitFor(/listening on ftp:\/\//, 20_000);
+            await alone.waitFor(/port mapping: /, 20_000);
+            await both(
+              "no-router-lan",
+              (to) => ftplib("lan", "get", ADDR.srv, "dl.bin", to),
+              (as) => ftplib("lan", "put", ADDR.srv, `${dir}/up.bin`, as),
+            );
+            const c = await theLab.exec(
+              "srv",
+              Deno.execPath(),
+              cliArgs("check", "--config", mapped),
+            );
+            assert.notEqual(c.code, 0, show(c));
+            assert.match(c.stdout, /port_mapping is natpmp, but .*\(exit 13\)/, show(c));
+            const stopped = await alone.stop("SIGTERM", 15_000);
+            assert.equal(stopped.code, 0, tail(alone));
+            assert.equal(
+              alone.output.split("\n").filter((l) => /\[WRN\].*port mapping: /.test(l)).length,
+              1,
+              tail(alone),
+            );
+          },
+        );
+      } finally {
+        await (serving as Proc | null)?.stop("SIGTERM", 15_000).catch(() => {});
+      }
     } finally {
       await agent?.stop("SIGTERM", 10_000).catch(() => {});
       await miniupnpd?.stop().catch(() => {});

@@ -4,6 +4,7 @@
  */
 import { type Config, configSchema } from "../../src/config/schema.ts";
 import type { PublicAddress } from "../../src/nat/public_address.ts";
+import type { RouterPorts } from "../../src/ftp/data_setup.ts";
 import { ProxyServer } from "../../src/proxy/server.ts";
 
 /** A started test proxy. */
@@ -20,6 +21,8 @@ export interface TestProxyOptions {
   connectTimeoutSeconds: number;
   tweak?: (c: Config) => void;
   publicAddress?: PublicAddress;
+  /** The router's port mappings, as port_mapping would give them. */
+  routerPorts?: RouterPorts;
 }
 
 /** The test proxy's server, not yet listening. */
@@ -36,7 +39,10 @@ function makeProxy(upstreamPort: number, options: TestProxyOptions): ProxyServer
   });
   config.listen.port = 0;
   options.tweak?.(config);
-  return new ProxyServer(config, { publicAddress: options.publicAddress ?? null });
+  return new ProxyServer(config, {
+    publicAddress: options.publicAddress ?? null,
+    routerPorts: options.routerPorts,
+  });
 }
 
 /** Starts a proxy in front of 127.0.0.1:`upstreamPort` with its passive range. */

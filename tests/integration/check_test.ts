@@ -473,9 +473,24 @@ Deno.test("check: a from: http URL that answers 500 fails like a name that does 
 });
 
 Deno.test("check: from: http and a router that reports another WAN address: a warning", async () => {
-  // A NAT-PMP gateway on loopback that answers the external-address request only.
+  // A NAT-PMP gateway on loopback: the external address, and TCP mappings granted as asked
+  // (check's trial mapping; a deletion is a map with lifetime 0).
   const gateway = dgram.createSocket("udp4");
+  const trial: number[][] = [];
   gateway.on("message", (msg, from) => {
+    if (msg[1] === 2 && msg.length >= 12) {
+      const req = new DataView(msg.buffer, msg.byteOffset, msg.byteLength);
+      trial.push([req.getUint16(4), req.getUint32(8)]);
+      const reply = new Uint8Array(16);
+      const view = new DataView(reply.buffer);
+      reply[1] = 130;
+      view.setUint32(4, 1000);
+      view.setUint16(8, req.getUint16(4));
+      view.setUint16(10, req.getUint16(4));
+      view.setUint32(12, req.getUint32(8));
+      gateway.send(reply, from.port, from.address);
+      return;
+    }
     if (msg[1] !== 0) return;
     const reply = new Uint8Array(12);
     reply[1] = 128;
@@ -504,6 +519,11 @@ Deno.test("check: from: http and a router that reports another WAN address: a wa
           ),
         );
         assert.doesNotMatch(r.stdout, /dynamic-DNS record/);
+        // Nothing runs on the control port: check tried one mapping of it and removed it.
+        assert.match(r.stdout, /a trial mapping of port \d+ was granted and removed again/);
+        assert.equal(trial.length, 2, JSON.stringify(trial));
+        assert.equal(trial[0][0], trial[1][0]);
+        assert.ok(trial[0][1] > 0 && trial[1][1] === 0, JSON.stringify(trial));
       });
     });
   } finally {

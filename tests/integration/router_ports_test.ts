@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import type { RouterPorts } from "../../src/ftp/data_setup.ts";
 import { PublicAddress } from "../../src/nat/public_address.ts";
 import { freePort } from "../helpers/program.ts";
+import { startProxy } from "../helpers/proxy.ts";
 import { RawClient } from "../helpers/raw.ts";
 import { PASSWORD, run, startServer, USER } from "../helpers/server.ts";
 
@@ -192,5 +193,37 @@ Deno.test("port mapping: LAN clients, and a router forwarding no passive port, g
       await srv.close();
       router.close();
     }
+  }
+});
+
+Deno.test("port mapping: the proxy, too, tells remote clients the router's external ports", async () => {
+  const router = new LoopbackRouter();
+  const min = freeRange();
+  const forwards = setup(router, min);
+  // The upstream is a pitifulnat serve on loopback; the proxy's own passive side faces the client.
+  const upstream = await startServer();
+  const proxy = startProxy(upstream.port, {
+    passive: { min, max: min + 19 },
+    connectTimeoutSeconds: 5,
+    publicAddress: new PublicAddress({ address: "127.0.0.1" }),
+    routerPorts: router,
+    tweak: (c) => c.lan_networks = [],
+  });
+  try {
+    await Deno.writeTextFile(`${upstream.root}/p.txt`, "via the proxy and the router\n");
+    const [c] = await RawClient.connect("127.0.0.1", proxy.port);
+    await c.cmd(`USER ${USER}`);
+    assert.equal((await c.cmd(`PASS ${PASSWORD}`)).code, 230);
+    const told = pasvPort((await c.cmd("PASV")).text);
+    assert.ok(new Set(forwards.values()).has(told), `${told} is an external port`);
+    c.conn.close();
+    const url = `ftp://${USER}:${encodeURIComponent(PASSWORD)}@127.0.0.1:${proxy.port}/p.txt`;
+    const curl = await run("curl", ["-sS", "--ftp-pasv", "--disable-epsv", url]);
+    assert.equal(curl.code, 0, curl.stderr);
+    assert.equal(curl.stdout, "via the proxy and the router\n");
+  } finally {
+    await proxy.close();
+    await upstream.close();
+    router.close();
   }
 });

@@ -441,6 +441,19 @@ Deno.test("port mapper: a gateway that disappears mid-run keeps the last mapping
   });
 });
 
+Deno.test("port mapper: a failed round retries before the mappings held run out", async () => {
+  // Lease 20 s, retry 60 s: the mappings still held would lapse before a retry at 60 s.
+  await withMapper({ leaseSeconds: 20, retryMs: 60_000 }, async (gw, mapper, timers) => {
+    await mapper.start();
+    assert.deepEqual(timers.delays(), [10_000]);
+    gw.silent = true;
+    timers.fire();
+    const report = await mapper.renewNow();
+    assert.match(report.error ?? "", /no NAT-PMP reply/);
+    assert.deepEqual(timers.delays(), [10_000], "half the lease held, not the 60 s retry");
+  });
+});
+
 Deno.test("port mapper: bad options are refused at construction", () => {
   const base = { protocol: "natpmp" as const, gateway: "127.0.0.1", internalAddress: "127.0.0.1" };
   assert.throws(() => new PortMapper({ ...base, ports: [0] }), RangeError);
@@ -468,4 +481,25 @@ Deno.test("probe: the gateway's protocol and WAN address, and no mapping made", 
     assert.equal(gw.table.size, 0);
     assert.deepEqual(gw.requests, [[0]]);
   });
+});
+
+Deno.test("probe with a trial port: granted and removed again, or the refusal said", async () => {
+  await withMapper({}, async (gw, mapper) => {
+    const report = await mapper.probe({ tryPort: 2121 });
+    assert.equal(report.error, null);
+    assert.equal(report.trial, true);
+    assert.equal(report.mapped.length, 1);
+    assert.equal(gw.table.size, 0, "the trial mapping is removed");
+    assert.ok(gw.requests.length >= 3, "address, map, unmap");
+    assert.deepEqual(describeReport(report), [
+      "port mapping: gateway 127.0.0.1 answered over NAT-PMP, WAN address 203.0.113.7",
+      "port mapping: a trial mapping of port 2121 was granted and removed again",
+    ]);
+    assert.deepEqual(mapper.snapshot().mappings, [], "a probe holds nothing");
+  });
+  await withMapper({}, async (_gw, mapper) => {
+    const report = await mapper.probe({ tryPort: 2121 });
+    assert.match(report.error ?? "", /refused a trial mapping of port 2121 \(not authorized/);
+    assert.match(describeReport(report)[0], /refused a trial mapping of port 2121/);
+  }, (gw) => gw.refuse = 2);
 });

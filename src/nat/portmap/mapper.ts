@@ -30,6 +30,8 @@ export const DEFAULT_RETRY_MS = 60_000;
 const PARALLEL = 4;
 /** Default limit on the deletions at stop, in ms: a shutdown must not hang on the router. */
 export const DEFAULT_STOP_TIMEOUT_MS = 8_000;
+/** The lease of `check`'s trial mapping (removed at once; this only bounds a leftover). */
+const TRIAL_LEASE_SECONDS = 120;
 /** The shortest wait between two rounds, whatever lease the gateway grants. */
 const MIN_RENEW_MS = 1000;
 
@@ -103,6 +105,8 @@ export interface MappingReport {
   different: { internalPort: number; externalPort: number }[];
   /** Why the round failed as a whole (no gateway, no reply, no external address), else null. */
   error: string | null;
+  /** A probe's trial mapping (one port, removed again), not the server's mappings. */
+  trial?: boolean;
   /** Whether this round found the gateway restarted (its mappings lost) and mapped again. */
   gatewayRestarted: boolean;
   /** Duration of the round in milliseconds. */
@@ -277,14 +281,17 @@ export class PortMapper {
   }
 
   /**
-   * Asks the gateway about itself only (which protocol answers, its WAN
-   * address), mapping nothing: for `check`, which must not touch the
-   * mappings of a server that may be running. Never throws.
+   * Asks the gateway about itself (which protocol answers, its WAN address)
+   * for `check`. With `tryPort`, also maps that one port for a moment and
+   * removes it again, to learn whether the gateway grants mappings at all:
+   * only when no server holds that port's mapping (it would be removed).
+   * Never throws.
    */
-  async probe(): Promise<MappingReport> {
+  async probe(options: { tryPort?: number } = {}): Promise<MappingReport> {
     const started = this.#clock.now();
     const report = this.#emptyReport(0);
     report.gateway = null;
+    report.skipped = 0;
     try {
       const { backend, state } = await this.#connect([]);
       report.protocol = backend.protocol;
@@ -295,12 +302,45 @@ export class PortMapper {
           state.error ? ` (${state.error})` : ""
         }`;
       }
+      if (options.tryPort !== undefined && report.error === null) {
+        await this.#tryMapping(backend, options.tryPort, report);
+      }
     } catch (e) {
       report.error = why(e);
       report.gateway = this.#options.protocol === "upnp" ? null : this.#natpmpGateway;
     }
     report.ms = this.#clock.now() - started;
     return report;
+  }
+
+  /** One trial mapping of `port` (short lease), removed again at once; the outcome goes in `report`. */
+  async #tryMapping(backend: Backend, port: number, report: MappingReport): Promise<void> {
+    report.trial = true;
+    report.requested = 1;
+    let granted: Granted | string;
+    try {
+      granted = await backend.map(port, port, TRIAL_LEASE_SECONDS);
+    } catch (e) {
+      granted = why(e);
+    }
+    if (typeof granted === "string") {
+      report.failed.push({ port, error: granted });
+      report.error = `the gateway refused a trial mapping of port ${port} (${granted})`;
+      return;
+    }
+    const now = this.#clock.now();
+    report.mapped.push({
+      internalPort: port,
+      externalPort: granted.externalPort,
+      lifetimeSeconds: granted.lifetime,
+      renewedAt: new Date(now).toISOString(),
+      expiresAt: null,
+    });
+    if (granted.externalPort !== port) {
+      report.different.push({ internalPort: port, externalPort: granted.externalPort });
+    }
+    report.externalAddress ??= granted.externalAddress ?? null;
+    await backend.unmap(port, granted.externalPort).catch(() => null);
   }
 
   /** The external port the gateway forwards to `internalPort` now, or null when it forwards none. */
@@ -600,22 +640,32 @@ export class PortMapper {
         },
       );
     }
+    // Other external ports than asked: logged when they change, not at every renewal.
     const before = new Map(previous?.different.map((d) => [d.internalPort, d.externalPort]));
-    for (const d of report.different) {
-      if (before.get(d.internalPort) === d.externalPort) continue; // logged already
-      if (d.internalPort === this.#ports[0]) {
-        this.#log.warn(
-          "port mapping: the gateway forwards external port {ext} to the control port {port}:" +
-            " clients on the internet must connect to {address}:{ext}",
-          { ext: d.externalPort, port: d.internalPort, address: report.externalAddress ?? "?" },
-        );
-      } else {
-        this.#log.info(
-          "port mapping: the gateway forwards external port {ext} to port {port}; remote" +
-            " clients are told {ext}",
-          { ext: d.externalPort, port: d.internalPort },
-        );
-      }
+    const news = report.different.filter((d) => before.get(d.internalPort) !== d.externalPort);
+    const control = news.find((d) => d.internalPort === this.#ports[0]);
+    if (control) {
+      this.#log.warn(
+        "port mapping: the gateway forwards external port {ext} to the control port {port}:" +
+          " clients on the internet must connect to {address}:{ext}",
+        {
+          ext: control.externalPort,
+          port: control.internalPort,
+          address: report.externalAddress ?? "the router's WAN address",
+        },
+      );
+    }
+    const others = news.filter((d) => d !== control);
+    if (others.length > 0) {
+      const shown = others.slice(0, 5).map((d) => `${d.internalPort}->${d.externalPort}`);
+      this.#log.info(
+        "port mapping: the gateway forwards {n} ports on other external ports ({list}); remote" +
+          " clients are told those",
+        {
+          n: others.length,
+          list: shown.join(", ") + (others.length > shown.length ? ", ..." : ""),
+        },
+      );
     }
   }
 
@@ -627,12 +677,15 @@ export class PortMapper {
 
   /**
    * The next round: at half the shortest lease granted (a permanent lease
-   * counts as the lease asked for), or after retryMs when the round failed.
+   * counts as the lease asked for), or after retryMs when the round failed,
+   * sooner when the mappings still held (a failed round keeps them) would
+   * run out first.
    */
   #schedule(report: MappingReport): void {
     this.#cancelTimer();
     if (!this.#running) return;
-    const leases = report.mapped.map((m) => m.lifetimeSeconds || this.#lease);
+    const held = report.error === null ? report.mapped : [...this.#mappings.values()];
+    const leases = held.map((m) => m.lifetimeSeconds || this.#lease);
     const half = leases.length > 0 ? (Math.min(...leases) * 1000) / 2 : Infinity;
     const ok = report.error === null && report.failed.length === 0 && leases.length > 0;
     const delay = Math.max(MIN_RENEW_MS, ok ? half : Math.min(half, this.#retryMs));

@@ -44,10 +44,22 @@ export function describeReport(r: MappingReport): string[] {
   if (r.error !== null && r.mapped.length === 0) {
     return [`port mapping: gateway ${gw} (${via}): ${r.error}`];
   }
+  const answered = `port mapping: gateway ${gw} answered over ${via}, WAN address ${
+    r.externalAddress ?? "unknown"
+  }`;
+  if (r.trial) {
+    const m = r.mapped[0];
+    return [
+      answered,
+      m
+        ? `port mapping: a trial mapping of port ${m.internalPort} was granted` +
+          (m.externalPort !== m.internalPort ? ` (on external port ${m.externalPort})` : "") +
+          " and removed again"
+        : `port mapping: ${r.error}`,
+    ];
+  }
   const lines = [
-    `port mapping: gateway ${gw} answered over ${via}, WAN address ${
-      r.externalAddress ?? "unknown"
-    }`,
+    answered,
     `port mapping: mapped ${r.mapped.length} of ${r.requested} TCP ports` +
     (r.mapped.length ? ` (${runs(r.mapped.map((m) => m.internalPort))})` : "") +
     leaseText(r) + (r.skipped ? `; ${r.skipped} more over the cap not asked` : ""),
