@@ -166,3 +166,28 @@ export async function serveOneDownload(
     await Deno.remove(setup.dir, { recursive: true });
   }
 }
+
+/**
+ * Polls a running server's `/status` (every 100 ms, at most `timeoutMs`)
+ * until `ok` accepts the snapshot: the status port answers from the start,
+ * before the public address is first resolved.
+ */
+export async function waitForStatus(
+  statusPort: number,
+  ok: (snapshot: { publicAddress: { address: string | null } }) => boolean,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${statusPort}/status`);
+      last = await res.text();
+      if (res.ok && ok(JSON.parse(last))) return;
+    } catch (e) {
+      last = String(e);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`/status on port ${statusPort} never matched within ${timeoutMs} ms: ${last}`);
+}

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { parsePasvReply } from "../../src/ftp/codec.ts";
 import { PublicAddress } from "../../src/nat/public_address.ts";
-import { startServe } from "../helpers/program.ts";
+import { startServe, waitForStatus } from "../helpers/program.ts";
 import { RawClient } from "../helpers/raw.ts";
 import { PASSWORD, run, startServer, USER } from "../helpers/server.ts";
 import { type Dnsmasq, findProgram, freeLoopbackPort, isCi, startDnsmasq } from "../e2e/lab.ts";
@@ -211,6 +211,7 @@ Deno.test({
         port: control,
       });
       try {
+        await waitForStatus(status, (s) => s.publicAddress.address === PUBLIC);
         await dns.setHosts("");
         // Bounded: the server retries within refresh_seconds (5 s) of its last lookup.
         const until = Date.now() + 15_000;

@@ -14,7 +14,7 @@ import { renderFragment, renderPage } from "../../src/observe/page.ts";
 import type { StatusSnapshot } from "../../src/observe/snapshot.ts";
 import { snapshots } from "../helpers/snapshot.ts";
 import { findProgram, freeLoopbackPort, isCi, startDnsmasq } from "../e2e/lab.ts";
-import { freePort, startServe } from "../helpers/program.ts";
+import { freePort, startServe, waitForStatus } from "../helpers/program.ts";
 import { writeRandomFile } from "../helpers/server.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -245,6 +245,7 @@ Deno.test({
     }).spawn();
     const base = `http://127.0.0.1:${statusPort}`;
     try {
+      await waitForStatus(statusPort, (s) => s.publicAddress.address === "5.6.7.8");
       await dns.setHosts("5.6.7.9 home.example.test\n");
       await checkStatusPage(base, {
         initially: [/Remote clients are told 5\.6\.7\.[89]/, /anonymous/, /RETR \/big\.bin/],
