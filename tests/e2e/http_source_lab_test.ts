@@ -19,6 +19,7 @@ import {
   cliArgs,
   FORWARD,
   fresh,
+  FTPLIB_CLIENT,
   in227,
   labCurl,
   labGate,
@@ -58,32 +59,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
 server = http.server.HTTPServer((host, port), Handler)
 print("address service ready", flush=True)
 server.serve_forever()
-`;
-
-/**
- * A tiny ftplib client that uses the 227's address (Python ignores it by
- * default): "wait-pasv" sends PASV on one session until the reply holds
- * `want`, at most `limit` seconds; exit 3 when it never does.
- */
-const FTPLIB_WAIT_PASV = `
-import ftplib, sys, time
-host, port, user, password, want, limit = sys.argv[1:7]
-f = ftplib.FTP(timeout=10)
-f.trust_server_pasv_ipv4_address = True
-f.connect(host, int(port))
-f.login(user, password)
-deadline = time.monotonic() + float(limit)
-for _ in range(1000):
-    reply = f.sendcmd("PASV")
-    print(reply, flush=True)
-    if want in reply:
-        break
-    if time.monotonic() > deadline:
-        sys.exit(3)
-    time.sleep(0.25)
-else:
-    sys.exit(3)
-f.quit()
 `;
 
 const { missing, ignore } = await labGate(
@@ -134,7 +109,7 @@ Deno.test({
     const serviceScript = `${dir}/address_service.py`;
     const ftplibScript = `${dir}/wait_pasv.py`;
     await Deno.writeTextFile(serviceScript, ADDRESS_SERVICE);
-    await Deno.writeTextFile(ftplibScript, FTPLIB_WAIT_PASV);
+    await Deno.writeTextFile(ftplibScript, FTPLIB_CLIENT);
     const answerFile = `${dir}/answer.txt`;
     /** Sets the service's answer; the rename makes it atomic for a reader. */
     const answer = async (text: string) => {
@@ -204,6 +179,7 @@ Deno.test({
           // 5 s refresh or early, as the polled passive ports are never connected to.
           const r = await theLab.exec("cli", "python3", [
             ftplibScript,
+            "wait-pasv",
             newWan,
             `${FORWARD.control}`,
             USER,

@@ -26,6 +26,7 @@ import {
   findProgram,
   FORWARD,
   fresh,
+  FTPLIB_CLIENT,
   in227,
   labCurl,
   labGate,
@@ -42,27 +43,6 @@ import {
 const UPSTREAM_PORT = 2100;
 /** vsftpd's own passive range behind the proxy (loopback only, not forwarded). */
 const UPSTREAM_PASV = { min: 40000, max: 40020 } as const;
-
-/** Polls PASV on one session until the reply names `want` (bounded in count and time). */
-const WAIT_PASV = `
-import ftplib, sys, time
-host, port, want, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-f = ftplib.FTP(timeout=10)
-f.connect(host, port)
-f.login("anonymous", "lab@example.com")
-deadline = time.monotonic() + limit
-for _ in range(1000):
-    reply = f.sendcmd("PASV")
-    print(reply, flush=True)
-    if want in reply:
-        break
-    if time.monotonic() > deadline:
-        sys.exit(3)
-    time.sleep(0.25)
-else:
-    sys.exit(3)
-f.quit()
-`;
 
 const VSFTPD = findProgram("vsftpd");
 const { missing, ignore } = await labGate(
@@ -142,7 +122,7 @@ Deno.test({
     const dlSum = await sha256File(`${root}/dl.bin`);
     const upSum = await sha256File(`${local}/up.bin`);
     const waitPasv = `${dir}/wait_pasv.py`;
-    await Deno.writeTextFile(waitPasv, WAIT_PASV);
+    await Deno.writeTextFile(waitPasv, FTPLIB_CLIENT);
     const alone = `${dir}/vsftpd-alone.conf`;
     const behind = `${dir}/vsftpd-behind.conf`;
     await Deno.writeTextFile(
@@ -345,7 +325,16 @@ Deno.test({
           const r = await theLab.exec(
             "cli",
             "python3",
-            [waitPasv, newWan, `${FORWARD.control}`, in227(newWan), "20"],
+            [
+              waitPasv,
+              "wait-pasv",
+              newWan,
+              `${FORWARD.control}`,
+              "anonymous",
+              "lab@example.com",
+              in227(newWan),
+              "20",
+            ],
             30_000,
           );
           assert.equal(
