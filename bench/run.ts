@@ -18,8 +18,9 @@ import type {
   RunningServer,
   TlsFiles,
 } from "./servers/common.ts";
+import { floor } from "./servers/floor.ts";
 import { ftpSrv } from "./servers/ftp_srv.ts";
-import { pitifulnat } from "./servers/pitifulnat.ts";
+import { pitifulnat, pitifulnatFrom } from "./servers/pitifulnat.ts";
 import { pitifulnatProxy } from "./servers/pitifulnat_proxy.ts";
 import { proftpd } from "./servers/proftpd.ts";
 import { pureFtpd } from "./servers/pure_ftpd.ts";
@@ -27,13 +28,19 @@ import { pyftpdlib } from "./servers/pyftpdlib.ts";
 import { vsftpd } from "./servers/vsftpd.ts";
 import { FILES, FULL, median, QUICK, type Sizes, type Workload, WORKLOADS } from "./workloads.ts";
 
+/** Another checkout to measure beside this one, in the same rounds (see bench/README.md). */
+const BASE_CHECKOUT = Deno.env.get("PN_BENCH_BASE");
+
 const ALL_SERVERS: readonly BenchServer[] = [
   pitifulnat,
+  ...(BASE_CHECKOUT ? [pitifulnatFrom("pitifulnat-base", BASE_CHECKOUT)] : []),
   vsftpd,
   pureFtpd,
   proftpd,
   pyftpdlib,
   ftpSrv,
+  // The Deno floor (bench/floor.ts): transfer workloads only.
+  floor,
   // Last: it takes only 100 passive ports, so every range stays below 32768.
   pitifulnatProxy,
 ];
@@ -403,6 +410,9 @@ async function main(): Promise<number> {
         pasvMax: pasvNext + (server.passivePorts ?? PASSIVE_SIZE) - 1,
       });
       pasvNext += server.passivePorts ?? PASSIVE_SIZE;
+      if (pasvNext > 32768) {
+        log(`${server.name}: passive ports reach ${pasvNext - 1}, into the ephemeral range`);
+      }
       index++;
     }
     if (entries.length === 0) throw new Error("no server could be prepared");

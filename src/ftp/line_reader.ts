@@ -20,15 +20,55 @@ export type ControlLine =
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /**
+ * Bytes read at a time. Command lines are short; a longer one is gathered
+ * over several reads. Every idle session holds one such buffer in its
+ * pending read, so it is kept small.
+ */
+const CHUNK_SIZE = 1024;
+
+/**
+ * Decodes a line strictly as UTF-8; plain ASCII (nearly every command) is
+ * turned into a string without a call into the runtime.
+ */
+function decodeLine(bytes: Uint8Array): string {
+  if (bytes.length > 256) return decoder.decode(bytes);
+  let text = "";
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (b >= 0x80) return decoder.decode(bytes);
+    text += String.fromCharCode(b);
+  }
+  return text;
+}
+
+/**
  * Yields lines until the peer closes the connection. A line longer than
  * `maxLength` bytes is reported once as `too-long` and its bytes are
  * discarded up to the next CR or LF, so memory per session stays bounded.
  */
-export async function* readLines(
+export function readLines(
   reader: { read(p: Uint8Array): Promise<number | null> },
   options: { maxLength: number },
 ): AsyncGenerator<ControlLine> {
-  const chunk = new Uint8Array(4096);
+  return scan(reader, options, false);
+}
+
+const ABOR_LINE: CommandLine = { kind: "line", text: "ABOR" };
+
+/**
+ * The line scanner behind {@linkcode readLines} and {@linkcode readCommands}:
+ * with `commands`, an urgent ABOR is yielded as an ABOR line at once and the
+ * ABOR line itself, when it follows, is dropped (one generator, not one
+ * wrapping the other: each yield of a generator costs a promise).
+ */
+async function* scan(
+  reader: { read(p: Uint8Array): Promise<number | null> },
+  options: { maxLength: number },
+  commands: boolean,
+): AsyncGenerator<ControlLine> {
+  // Commands: an urgent ABOR was answered, and its line is still to come.
+  let answered = false;
+  const chunk = new Uint8Array(CHUNK_SIZE);
   let pending: Uint8Array = new Uint8Array(0);
   let discarding = false;
   // A bare CR also ends a line: a client that sends "ABOR\r\n" as urgent
@@ -62,22 +102,30 @@ export async function* readLines(
           pending = new Uint8Array(0);
           interrupted = false;
           discarding = true;
+          answered = false;
           yield { kind: "too-long" };
         } else {
           pending = concat(pending, data);
           if (!interrupted && hasInterrupt(pending)) {
             interrupted = true;
-            yield { kind: "urgent" };
+            if (commands) {
+              answered = true;
+              yield ABOR_LINE;
+            } else yield { kind: "urgent" };
           }
         }
         break;
       }
-      const lineBytes = concat(pending, data.subarray(0, lf));
+      // Decoded before the next read, so a line within one read needs no copy.
+      const lineBytes = pending.length === 0
+        ? data.subarray(0, lf)
+        : concat(pending, data.subarray(0, lf));
       interrupted = false;
       afterCr = data[lf] === 13;
       pending = new Uint8Array(0);
       data = data.subarray(lf + 1);
       if (lineBytes.length > options.maxLength) {
+        answered = false;
         yield { kind: "too-long" };
         continue;
       }
@@ -85,12 +133,15 @@ export async function* readLines(
       if (bytes.length > 0 && bytes[bytes.length - 1] === 13) bytes = bytes.subarray(0, -1);
       let text: string;
       try {
-        text = decoder.decode(bytes);
+        text = decodeLine(bytes);
       } catch {
+        answered = false;
         yield { kind: "bad-utf8" };
         continue;
       }
-      yield { kind: "line", text };
+      const skip = answered && /^\s*ABOR\s*$/i.test(text);
+      answered = false;
+      if (!skip) yield { kind: "line", text };
     }
   }
 }
@@ -130,19 +181,10 @@ export type CommandLine = Exclude<ControlLine, { kind: "urgent" }>;
  * client sends more, and the client waits for the reply), and the ABOR
  * line itself, when it arrives, is dropped as already answered.
  */
-export async function* readCommands(
+export function readCommands(
   reader: { read(p: Uint8Array): Promise<number | null> },
   options: { maxLength: number },
 ): AsyncGenerator<CommandLine> {
-  let answered = false;
-  for await (const item of readLines(reader, options)) {
-    if (item.kind === "urgent") {
-      answered = true;
-      yield { kind: "line", text: "ABOR" };
-      continue;
-    }
-    const skip = answered && item.kind === "line" && /^\s*ABOR\s*$/i.test(item.text);
-    answered = false;
-    if (!skip) yield item;
-  }
+  // In command mode the scanner yields no "urgent" item.
+  return scan(reader, options, true) as AsyncGenerator<CommandLine>;
 }

@@ -60,6 +60,15 @@ export interface TransferRecord {
 
 let nextId = 1;
 
+/** The transfer log line's templates: plain, with cmd=, with upstream=, with both. */
+const TRANSFER_LINES: readonly string[] = [false, true].flatMap((upstream) =>
+  [false, true].map((verb) =>
+    "transfer user={user} dir={direction}" + (verb ? " cmd={verb}" : "") +
+    " path={what} bytes={bytes} seconds={seconds} rate={rate} result={result}" +
+    (upstream ? " upstream={code}" : "")
+  )
+);
+
 /** A control connection's session: the lifecycle both products share. */
 export abstract class SessionBase<D extends KitDeps = KitDeps>
   implements ControlSession, DataContext {
@@ -85,8 +94,8 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
   shared: SharedLimits | null = null;
   /** The user whose login this session holds in `shared`'s count. */
   #counted: string | null = null;
-  /** The live config (a reload replaces it), for the rate limits. */
-  readonly #liveConfig = () => this.deps.config;
+  /** The live config (a reload replaces it), for the rate limits; made at the first transfer. */
+  #liveConfig: (() => Config) | null = null;
   protected readonly out: OrderedWriter;
   #buf: Uint8Array | null = null;
   #idle: ReturnType<typeof setTimeout> | undefined;
@@ -98,6 +107,7 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
   #finishing = false;
 
   #conn: Connection;
+  #peerText: string | undefined;
 
   constructor(conn: Connection, readonly deps: D, idPrefix: string) {
     this.#conn = conn;
@@ -174,13 +184,14 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
   /** Stops what the product runs besides the control connection (transfers, upstream). */
   protected abstract onClose(): void;
 
+  /** `host:port` of the client, as the log and the status page show it. */
+  get peerText(): string {
+    return this.#peerText ??= hostPort(this.peer, this.peerPort);
+  }
+
   /** The session's logger context, for every line it logs. */
   get ctx(): Record<string, unknown> {
-    return {
-      session: this.id,
-      peer: hostPort(this.peer, this.peerPort),
-      user: this.userName ?? "-",
-    };
+    return { session: this.id, peer: this.peerText, user: this.userName ?? "-" };
   }
 
   /** Sends a reply; replies are written in order, errors end the session. */
@@ -305,6 +316,7 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
    */
   rateLimit(direction: Direction): RateLimit | null {
     if (!this.shared) return null;
+    this.#liveConfig ??= () => this.deps.config;
     return this.shared.limitFor(this.#liveConfig, this.userName, direction, BUFFER_SIZE);
   }
 
@@ -344,7 +356,7 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
     stats.transfers++;
     this.deps.activity.transfers.push({
       at: new Date().toISOString(),
-      peer: hostPort(this.peer, this.peerPort),
+      peer: this.peerText,
       user: this.userName,
       verb: r.verb ?? r.command ?? (r.direction === "in" ? "STOR" : "RETR"),
       path: r.what,
@@ -354,9 +366,7 @@ export abstract class SessionBase<D extends KitDeps = KitDeps>
       result: r.result,
     });
     log.info(
-      "transfer user={user} dir={direction}" + (r.verb ? " cmd={verb}" : "") +
-        " path={what} bytes={bytes} seconds={seconds} rate={rate} result={result}" +
-        (r.upstreamCode ? " upstream={code}" : ""),
+      TRANSFER_LINES[(r.verb ? 1 : 0) + (r.upstreamCode ? 2 : 0)],
       {
         ...this.ctx,
         direction: r.direction,

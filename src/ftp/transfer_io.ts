@@ -164,15 +164,51 @@ function connMessage(e: unknown): string {
   return `Connection closed; transfer aborted (${msg})`;
 }
 
+interface StallWatch {
+  progress: Progress;
+  seen: number;
+  onStall: () => void;
+}
+
+/** One ticker per period, shared by every transfer watched with that period. */
+const tickers = new Map<
+  number,
+  { timer: ReturnType<typeof setInterval>; watches: Set<StallWatch> }
+>();
+
+function ticker(ms: number): Set<StallWatch> {
+  let t = tickers.get(ms);
+  if (!t) {
+    const watches = new Set<StallWatch>();
+    const timer = setInterval(() => {
+      // Idle for a whole period: the ticker goes until the next transfer.
+      if (watches.size === 0) {
+        clearInterval(timer);
+        tickers.delete(ms);
+        return;
+      }
+      for (const w of watches) {
+        if (w.progress.bytes === w.seen) {
+          watches.delete(w);
+          w.onStall();
+        } else w.seen = w.progress.bytes;
+      }
+    }, ms);
+    Deno.unrefTimer(Number(timer)); // a watched transfer keeps the process alive itself
+    t = { timer, watches };
+    tickers.set(ms, t);
+  }
+  return t.watches;
+}
+
 /**
- * Calls `onStall` when `progress` has not moved for a whole `ms`, checked
- * every `ms`; returns the function that stops watching.
+ * Calls `onStall` when `progress` has not moved for a whole `ms` (checked
+ * every `ms`, by one ticker shared with the other transfers: no timer is
+ * made per transfer); returns the function that stops watching.
  */
 export function watchStall(progress: Progress, ms: number, onStall: () => void): () => void {
-  let seen = -1;
-  const timer = setInterval(() => {
-    if (progress.bytes === seen) onStall();
-    seen = progress.bytes;
-  }, ms);
-  return () => clearInterval(timer);
+  const w: StallWatch = { progress, seen: -1, onStall };
+  const watches = ticker(ms);
+  watches.add(w);
+  return () => void watches.delete(w);
 }

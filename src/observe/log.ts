@@ -19,11 +19,115 @@ export const DEFAULT_MAX_BYTES = 10 * 1024 * 1024;
 /** Default number of rotated files kept (`file.1` ... `file.5`). */
 export const DEFAULT_KEEP = 5;
 
-const textFormatter = getTextFormatter({
-  timestamp: "date-time-tz",
-  // Plain values keep lines greppable: user=alice, not user="alice".
-  value: (v: unknown) => typeof v === "string" ? v : JSON.stringify(v) ?? String(v),
-});
+function pad2(n: number): string {
+  return n < 10 ? `0${n}` : `${n}`;
+}
+
+let stampSecond = NaN;
+let stampPrefix = "";
+
+/**
+ * LogTape's `date-time-tz` timestamp in UTC (`2026-12-01 14:30:00.123 +00`),
+ * with the date and time up to the second worked out once per second, not
+ * once per line.
+ */
+export function formatTimestamp(timestamp: number): string {
+  const ts = Math.floor(timestamp);
+  const second = Math.floor(ts / 1000);
+  if (second !== stampSecond) {
+    const d = new Date(second * 1000);
+    stampSecond = second;
+    stampPrefix = `${d.getUTCFullYear()}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())} ` +
+      `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}:${pad2(d.getUTCSeconds())}.`;
+  }
+  const ms = ts - second * 1000;
+  return `${stampPrefix}${ms < 10 ? "00" : ms < 100 ? "0" : ""}${ms} +00`;
+}
+
+/** Plain values keep lines greppable: user=alice, not user="alice". */
+function renderValue(v: unknown): string {
+  return typeof v === "string" ? v : JSON.stringify(v) ?? String(v);
+}
+
+const textFormatter = getTextFormatter({ timestamp: formatTimestamp, value: renderValue });
+
+const LEVELS: Record<string, string> = {
+  trace: "TRC",
+  debug: "DBG",
+  info: "INF",
+  warning: "WRN",
+  error: "ERR",
+  fatal: "FTL",
+};
+
+/** A message template split once: literal texts around property names. */
+interface Compiled {
+  texts: string[];
+  keys: string[];
+}
+
+/** Printable ASCII (and tab), which LogTape's sanitizer leaves alone. */
+const PLAIN = /^[\t\x20-\x7e]*$/;
+const SIMPLE_TEMPLATE = /^(?:[^{}]|\{[A-Za-z_][A-Za-z0-9_]*\})*$/;
+const compiled = new Map<string, Compiled | null>();
+const MAX_COMPILED = 512;
+
+/**
+ * The template split into texts and keys, when it is one LogTape would
+ * render the same way without escaping (printable ASCII, `{name}`
+ * placeholders only, no `{{`); null otherwise.
+ */
+function compile(template: string): Compiled | null {
+  let c = compiled.get(template);
+  if (c !== undefined) return c;
+  c = null;
+  if (PLAIN.test(template) && SIMPLE_TEMPLATE.test(template)) {
+    const texts: string[] = [];
+    const keys: string[] = [];
+    let at = 0;
+    for (let open = template.indexOf("{"); open >= 0; open = template.indexOf("{", at)) {
+      const close = template.indexOf("}", open);
+      texts.push(template.slice(at, open));
+      keys.push(template.slice(open + 1, close));
+      at = close + 1;
+    }
+    texts.push(template.slice(at));
+    c = { texts, keys };
+  }
+  if (compiled.size < MAX_COMPILED) compiled.set(template, c);
+  return c;
+}
+
+const categories = new WeakMap<readonly string[], string | null>();
+
+/** The category as LogTape writes it (`pitifulnat·ftp`); null when it would escape a part. */
+function categoryText(parts: readonly string[]): string | null {
+  let text = categories.get(parts);
+  if (text === undefined) {
+    text = parts.every((p) => PLAIN.test(p)) ? parts.join("\u00b7") : null;
+    categories.set(parts, text);
+  }
+  return text;
+}
+
+/**
+ * LogTape's text line for `record` (as `textFormatter` writes it), built
+ * from a template compiled once instead of parsed per record; records it
+ * cannot render that way go to `textFormatter`.
+ */
+function formatText(record: LogRecord): string {
+  const raw = record.rawMessage;
+  const c = typeof raw === "string" ? compile(raw) : null;
+  const level = LEVELS[record.level];
+  const category = categoryText(record.category);
+  if (c === null || level === undefined || category === null) return textFormatter(record);
+  const props = record.properties;
+  let message = c.texts[0];
+  for (let i = 0; i < c.keys.length; i++) {
+    message += renderValue(props[c.keys[i]]) + c.texts[i + 1];
+  }
+  return `${formatTimestamp(record.timestamp)} [${level}] ${category}: ${message}\n`;
+}
 
 /**
  * The text line, ending in ` peer=ADDR:PORT` when the record is about a
@@ -31,7 +135,7 @@ const textFormatter = getTextFormatter({
  * login and transfer line says who it was, for grep and fail2ban.
  */
 export function formatLine(record: LogRecord): string {
-  const line = textFormatter(record);
+  const line = formatText(record);
   const peer = record.properties.peer;
   if (typeof peer !== "string" || String(record.rawMessage).includes("{peer}")) return line;
   return line.endsWith("\n") ? `${line.slice(0, -1)} peer=${peer}\n` : `${line} peer=${peer}`;

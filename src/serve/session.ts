@@ -67,6 +67,15 @@ const KEEPS_REST = new Set([
   "MDTM",
 ]);
 
+/** The facts MLST and MLSD give until OPTS MLST chooses others: one set for every session. */
+const DEFAULT_MLST_FACTS: ReadonlySet<string> = new Set([
+  "type",
+  "size",
+  "modify",
+  "perm",
+  "unique",
+]);
+
 /** One FTP session on a control connection. */
 export class Session extends SessionBase<SessionDeps> {
   account: Account | null = null;
@@ -77,7 +86,8 @@ export class Session extends SessionBase<SessionDeps> {
   renameFrom: string | null = null;
   binary = true;
   transfer: Transfer | null = null;
-  mlstFacts = new Set(["type", "size", "modify", "perm", "unique"]);
+  /** The MLST/MLSD facts chosen with OPTS MLST (replaced, never changed in place). */
+  mlstFacts: ReadonlySet<string> = DEFAULT_MLST_FACTS;
 
   constructor(conn: Connection, deps: SessionDeps) {
     super(conn, deps, "s");

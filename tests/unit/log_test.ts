@@ -197,3 +197,79 @@ Deno.test("a line about a client ends in its peer address, unless the message na
   assert.doesNotMatch(named, /peer=/);
   assert.doesNotMatch(formatLine(record("no client here")), /peer=/);
 });
+
+Deno.test("formatLine's fast path writes exactly LogTape's text line, escapes and all", async () => {
+  const { configure, getTextFormatter } = await import("@logtape/logtape");
+  // The formatter the fast path stands in for: LogTape's, UTC timestamps, plain values.
+  const reference = getTextFormatter({
+    timestamp: "date-time-tz",
+    value: (v: unknown) => typeof v === "string" ? v : JSON.stringify(v) ?? String(v),
+  });
+  const templates = [
+    "transfer user={user} dir={direction} path={what} bytes={bytes} result={result}",
+    "login failed addr={addr} user={user}",
+    "plain text, no placeholders",
+    "{a}{b} adjacent, {c} at the end {d}",
+    "escaped {{braces}} and {user}",
+    "non-ASCII \u2018quotes\u2019 {user}",
+    "control \u0007 char {user}",
+    "a {missing} property",
+  ];
+  const values: unknown[] = [
+    "alice",
+    "x addr=6.6.6.6 user=y",
+    "",
+    42,
+    0.5,
+    null,
+    undefined,
+    { k: [1, "two"] },
+    "tab\there",
+    "new\nline",
+    "\u00e9",
+    true,
+  ];
+  const levels = ["debug", "info", "warning", "error", "fatal"] as const;
+  // Times across second, minute and year boundaries, and the millisecond paddings.
+  const times = [0, 999, 1000, 1_767_225_599_999, 1_767_225_600_000, 1_767_225_600_007, 5.5];
+  // Records as LogTape itself makes them (message parts and all), caught by a sink.
+  const caught: LogRecord[] = [];
+  await configure({
+    sinks: { catch: (r: LogRecord) => void caught.push(r) },
+    loggers: [
+      { category: ["logtape", "meta"], lowestLevel: "fatal", sinks: [] },
+      { category: ["pitifulnat"], lowestLevel: "debug", sinks: ["catch"] },
+    ],
+    reset: true,
+  });
+  try {
+    const log = getLogger(["pitifulnat", "ftp"]);
+    for (const template of templates) {
+      for (const value of values) {
+        for (const level of levels) {
+          log[level](template, {
+            user: value,
+            direction: "out",
+            what: value,
+            bytes: 16384,
+            result: "ok",
+            addr: "192.0.2.1",
+            a: value,
+            b: 1,
+            c: value,
+            d: "z",
+          });
+        }
+      }
+    }
+  } finally {
+    await reset();
+  }
+  assert.equal(caught.length, templates.length * values.length * levels.length);
+  for (const r of caught) {
+    for (const timestamp of times) {
+      const at = { ...r, timestamp };
+      assert.equal(formatLine(at), reference(at), `${String(r.rawMessage)} at ${timestamp}`);
+    }
+  }
+});
