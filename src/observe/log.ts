@@ -243,6 +243,22 @@ export function rotatingFileSink(path: string, options: RotationOptions): Sink &
 }
 
 /**
+ * LogTape's mark for a sink that is done with a record when it returns:
+ * it then skips copying every record's properties for the sink (about a
+ * tenth of a small file's CPU). Both sinks here format and write at once.
+ * A LogTape without the mark just copies again.
+ */
+const IMMEDIATE_SINK = Symbol.for("LogTape.sinkSnapshotPolicy.immediate");
+
+/** `sink`, marked as done with each record when it returns. */
+function immediate<S extends Sink>(sink: S): S {
+  if (!Object.hasOwn(sink, IMMEDIATE_SINK)) {
+    Object.defineProperty(sink, IMMEDIATE_SINK, { value: true });
+  }
+  return sink;
+}
+
+/**
  * Configures logging for the process; safe to call again (reconfigures,
  * closing the previous log file). Takes the config's `log` section.
  */
@@ -258,7 +274,7 @@ export async function setupLogging(
     : stderrSink;
   await configure({
     reset: true,
-    sinks: { main },
+    sinks: { main: immediate(main) },
     loggers: [
       { category: ["pitifulnat"], sinks: ["main"], lowestLevel: options.level },
       { category: ["logtape", "meta"], sinks: ["main"], lowestLevel: "warning" },

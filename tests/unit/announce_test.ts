@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import ipaddr from "ipaddr.js";
 import {
   activeTarget,
   announceAddress,
@@ -31,6 +32,34 @@ Deno.test("normalizeAddress unwraps mapped IPv4, canonicalizes IPv6, keeps zones
 Deno.test("normalizeAddress rejects non-addresses and ambiguous IPv4 forms", () => {
   for (const bad of ["", "example.com", "1.2.3", "010.0.0.1", "0x7f.0.0.1", "1.2.3.256", "::g"]) {
     assert.throws(() => normalizeAddress(bad), TypeError, bad);
+  }
+});
+
+Deno.test("normalizeAddress: the dotted-IPv4 shortcut agrees with the full parse", () => {
+  // Every octet value in every position, and the edges of the shortcut's pattern.
+  const octets = Array.from({ length: 256 }, (_, i) => i);
+  const samples: string[] = [];
+  for (const o of octets) samples.push(`${o}.0.0.1`, `1.${o}.2.3`, `4.5.${o}.6`, `7.8.9.${o}`);
+  samples.push(
+    "0.0.0.0",
+    "255.255.255.255",
+    "256.1.1.1",
+    "1.1.1.01",
+    "00.1.1.1",
+    "1.1.1",
+    "1.1.1.1.",
+  );
+  for (const a of samples) {
+    let want: string | Error;
+    try {
+      want = ipaddr.IPv4.isValidFourPartDecimal(a) && !/(^|\.)0\d/.test(a)
+        ? ipaddr.IPv4.parse(a).toString()
+        : new TypeError();
+    } catch {
+      want = new TypeError();
+    }
+    if (want instanceof Error) assert.throws(() => normalizeAddress(a), TypeError, a);
+    else assert.equal(normalizeAddress(a), want, a);
   }
 });
 
