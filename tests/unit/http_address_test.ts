@@ -451,9 +451,9 @@ Deno.test("http source: the status snapshot and `pitifulnat status` name the URL
       { file: "c.yaml" },
     );
     const pa = publicAddressFrom(config)!;
-    try {
-      await pa.start();
-      const snap = statusSnapshot({
+    /** A server's status snapshot with no sessions, as the status page would get it now. */
+    const snapshotNow = () =>
+      statusSnapshot({
         config,
         sessions: new Set(),
         stats: { loginsOk: 0, loginsFailed: 0, bytesIn: 0, bytesOut: 0, transfers: 0 },
@@ -461,6 +461,9 @@ Deno.test("http source: the status snapshot and `pitifulnat status` name the URL
         throttle: throttleFromLimits(config.limits),
         bytesMoved: () => ({ in: 0, out: 0 }),
       }, { publicAddress: pa, version: "t", startedAt: new Date(), mode: "serve" });
+    try {
+      await pa.start();
+      const snap = snapshotNow();
       assert.equal(snap.publicAddress.address, "5.6.7.8");
       assert.equal(snap.publicAddress.host, server.url);
       assert.equal(snap.publicAddress.dnsServer, HTTP_SOURCE_LABEL);
@@ -474,14 +477,7 @@ Deno.test("http source: the status snapshot and `pitifulnat status` name the URL
       // Failing: the page's headline names the address service, not DNS.
       server.answer = { status: 503, body: "" };
       await pa.resolveNow();
-      const failing = statusSnapshot({
-        config,
-        sessions: new Set(),
-        stats: { loginsOk: 0, loginsFailed: 0, bytesIn: 0, bytesOut: 0, transfers: 0 },
-        activity: new Activity(),
-        throttle: throttleFromLimits(config.limits),
-        bytesMoved: () => ({ in: 0, out: 0 }),
-      }, { publicAddress: pa, version: "t", startedAt: new Date(), mode: "serve" });
+      const failing = snapshotNow();
       assert.equal(
         verdict(failing).title,
         "The address service fails; still telling the last good address 5.6.7.8",
