@@ -59,11 +59,11 @@ export async function runCheck(options: { config?: string; client?: string }): P
   const local = localAddressFor(config);
   checkAnnouncements(config, { lan, local, publicAddress, client: options.client, report });
   if (running) reportRunning(running, report);
-  await checkPorts(config, { local, running: running !== null, report });
+  const { controlFree } = await checkPorts(config, { local, running: running !== null, report });
   checkStatusPort(config, { running: running !== null, report });
   if (!config.proxy) await checkHomes(config, report);
   await checkUpstream(config, report);
-  await checkPortMapping(config, { publicAddress, report, running });
+  await checkPortMapping(config, { publicAddress, report, running, controlFree });
   checkCertificate(config, { report, now: new Date() });
   return printReport(report, verdict(config, { local, lan }));
 }

@@ -117,38 +117,50 @@ async function portInUse(
 }
 
 /**
- * Binds one port: reports it, or why it cannot be used. True when the port
- * is held by a running pitifulnat.
+ * Binds one port: reports it, or why it cannot be used. Says whether it
+ * was free, is held by a running pitifulnat, or neither.
  */
 async function checkBind(
   config: Config,
   options: { label: string; address: string; port: number; running: boolean; report: Report },
-): Promise<boolean> {
+): Promise<"free" | "pitifulnat" | "unusable"> {
   const { label, address, port, report } = options;
   try {
     Deno.listen({ hostname: address, port }).close();
     report.out.push(`${label} ${hostPort(address, port)}: can be bound`);
+    return "free";
   } catch (e) {
-    if (e instanceof Deno.errors.AddrInUse) return await portInUse(config, options);
+    if (e instanceof Deno.errors.AddrInUse) {
+      return await portInUse(config, options) ? "pitifulnat" : "unusable";
+    }
     report.problems.push({
       code: CHECK_EXIT.ports,
       text: `${label} ${hostPort(address, port)} cannot be bound: ${bindFailure(e, port)}`,
     });
   }
-  return false;
+  return "unusable";
 }
 
 /**
  * Reports whether the control port, the implicit-FTPS port and the
  * passive range can be bound, and what the router must forward to `local`.
+ * Returns whether the control port was free (nothing, no server, holds it).
  */
 export async function checkPorts(
   config: Config,
   options: { local: string; running: boolean; report: Report },
-): Promise<void> {
+): Promise<{ controlFree: boolean }> {
   const { report, running } = options;
   const { address, port } = config.listen;
-  const held = await checkBind(config, { label: "control port", address, port, running, report });
+  const control = await checkBind(config, {
+    label: "control port",
+    address,
+    port,
+    running,
+    report,
+  });
+  const held = control === "pitifulnat";
+  const controlFree = control === "free";
   const implicit = config.tls?.implicit_port;
   if (implicit) {
     // It speaks TLS first, so no greeting: held by the server that holds the control port.
@@ -190,7 +202,7 @@ export async function checkPorts(
   }
   // No forward can reach a loopback listener (checkListen says so).
   const loopback = /^(127\.|::1$)/.test(options.local);
-  if (!config.public_address || loopback) return;
+  if (!config.public_address || loopback) return { controlFree };
   const ports = `TCP ${implicit ? `${port}, ${implicit}` : port} and ${min_port}-${max_port}`;
   const mapping = config.port_mapping?.protocol ?? "off";
   report.out.push(
@@ -200,6 +212,7 @@ export async function checkPorts(
       ? `router: allow inbound ${ports} to this machine (${options.local}); IPv6 needs no NAT`
       : `router: forward ${ports} to this machine (${options.local})`,
   );
+  return { controlFree };
 }
 
 /**
@@ -345,16 +358,6 @@ export async function checkUpstream(config: Config, report: Report): Promise<voi
   }
 }
 
-/** Whether `port` can be bound on `address` now (nothing, this server included, holds it). */
-function canBind(address: string, port: number): boolean {
-  try {
-    Deno.listen({ hostname: address, port }).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** What the running server's port mapper holds, and its last error (exit 13). */
 function reportRunningMappings(
   pm: NonNullable<StatusSnapshot["portMapping"]>,
@@ -389,7 +392,13 @@ function reportRunningMappings(
  */
 export async function checkPortMapping(
   config: Config,
-  options: { publicAddress: string | null; report: Report; running: StatusSnapshot | null },
+  options: {
+    publicAddress: string | null;
+    report: Report;
+    running: StatusSnapshot | null;
+    /** Nothing holds the control port (checkPorts): a trial mapping disturbs no server. */
+    controlFree: boolean;
+  },
 ): Promise<void> {
   const mapper = portMapperFrom(config);
   if (!mapper) return;
@@ -398,7 +407,7 @@ export async function checkPortMapping(
   if (held) reportRunningMappings(held, report);
   // A trial mapping shows whether the router grants any, but it must not
   // remove a running server's: only while the control port is free here.
-  const free = !options.running && canBind(config.listen.address, config.listen.port);
+  const free = !options.running && options.controlFree;
   const probe = await mapper.probe(free ? { tryPort: config.listen.port } : {});
   report.out.push(...describeReport(probe));
   if (probe.protocol === null || probe.error !== null) {

@@ -360,6 +360,19 @@ Deno.test({
       /** The server's mappings as upnpc lists them (a LAN host's own mapping left out). */
       const serversMappings = async () =>
         ours(await upnpcList(theLab, (l) => [0, PORT_COUNT].includes(ours(l).length)));
+      /** `pitifulnat check` on the server host. */
+      const check = (file: string) =>
+        theLab.exec("srv", Deno.execPath(), cliArgs("check", "--config", file));
+      /** `pitifulnat serve` on the server host (stopped by the steps or the finally below). */
+      const serve = (file: string) =>
+        theLab.spawn("srv", Deno.execPath(), cliArgs("serve", "--config", file), { cwd: REPO });
+      /** A client on the server's LAN, which never needs the router: down and up. */
+      const lanTransfers = (name: string) =>
+        both(
+          name,
+          (to) => ftplib("lan", "get", ADDR.srv, "dl.bin", to),
+          (as) => ftplib("lan", "put", ADDR.srv, `${dir}/up.bin`, as),
+        );
       /** The redirect another LAN host holds: external 50005, so the server's 50005 gets another. */
       const TAKEN = FORWARD.min + 5;
       let serving: Proc | null = null;
@@ -376,9 +389,7 @@ Deno.test({
               "TCP",
             ], 20_000);
             assert.equal(grab.code, 0, show(grab));
-            serving = theLab.spawn("srv", Deno.execPath(), cliArgs("serve", "--config", mapped), {
-              cwd: REPO,
-            });
+            serving = serve(mapped);
             const srv = serving;
             await srv.waitFor(new RegExp(`mapped ${PORT_COUNT} of ${PORT_COUNT} ports`), 20_000);
             await srv.waitFor(/resolved router -> 198\.51\.100\.20 via port_mapping/, 10_000);
@@ -478,16 +489,8 @@ Deno.test({
               (to) => ftplib("cli", "get", wan, "dl.bin", to),
               (as) => ftplib("cli", "put", wan, `${dir}/up.bin`, as),
             );
-            await both(
-              "dead-router-lan",
-              (to) => ftplib("lan", "get", ADDR.srv, "dl.bin", to),
-              (as) => ftplib("lan", "put", ADDR.srv, `${dir}/up.bin`, as),
-            );
-            const c = await theLab.exec(
-              "srv",
-              Deno.execPath(),
-              cliArgs("check", "--config", mapped),
-            );
+            await lanTransfers("dead-router-lan");
+            const c = await check(mapped);
             // Its lowest code may be another cause (the router gives no WAN address either).
             assert.notEqual(c.code, 0, show(c));
             assert.match(
@@ -551,11 +554,7 @@ Deno.test({
               ),
             );
             await upnpd.reboot();
-            const c = await theLab.exec(
-              "srv",
-              Deno.execPath(),
-              cliArgs("check", "--config", overUpnp),
-            );
+            const c = await check(overUpnp);
             assert.notEqual(c.code, 0, show(c));
             assert.match(
               c.stdout,
@@ -565,21 +564,10 @@ Deno.test({
               ),
               show(c),
             );
-            const refused = theLab.spawn(
-              "srv",
-              Deno.execPath(),
-              cliArgs("serve", "--config", overUpnp),
-              {
-                cwd: REPO,
-              },
-            );
+            const refused = serve(overUpnp);
             serving = refused;
             await refused.waitFor(/\[WRN\].*port mapping: the gateway mapped none of/, 20_000);
-            await both(
-              "refused-lan",
-              (to) => ftplib("lan", "get", ADDR.srv, "dl.bin", to),
-              (as) => ftplib("lan", "put", ADDR.srv, `${dir}/up.bin`, as),
-            );
+            await lanTransfers("refused-lan");
             assert.deepEqual(await serversMappings(), []);
             const stopped = await refused.stop("SIGTERM", 15_000);
             assert.equal(stopped.code, 0, tail(refused));
@@ -596,27 +584,12 @@ Deno.test({
           "serve: with no router answering at all it serves, and check says why",
           async () => {
             await upnpd.stop("SIGTERM");
-            const alone = theLab.spawn(
-              "srv",
-              Deno.execPath(),
-              cliArgs("serve", "--config", mapped),
-              {
-                cwd: REPO,
-              },
-            );
+            const alone = serve(mapped);
             serving = alone;
             await alone.waitFor(/listening on ftp:\/\//, 20_000);
             await alone.waitFor(/port mapping: /, 20_000);
-            await both(
-              "no-router-lan",
-              (to) => ftplib("lan", "get", ADDR.srv, "dl.bin", to),
-              (as) => ftplib("lan", "put", ADDR.srv, `${dir}/up.bin`, as),
-            );
-            const c = await theLab.exec(
-              "srv",
-              Deno.execPath(),
-              cliArgs("check", "--config", mapped),
-            );
+            await lanTransfers("no-router-lan");
+            const c = await check(mapped);
             assert.notEqual(c.code, 0, show(c));
             assert.match(c.stdout, /port_mapping is natpmp, but .*\(exit 13\)/, show(c));
             const stopped = await alone.stop("SIGTERM", 15_000);

@@ -6,7 +6,6 @@
  * source in the status snapshot.
  */
 import assert from "node:assert/strict";
-import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { throttleFromLimits } from "../../src/auth/throttle.ts";
 import { publicAddressFrom } from "../../src/cli/common.ts";
 import { renderStatus } from "../../src/cli/status.ts";
@@ -22,6 +21,7 @@ import { type Clock, PublicAddress } from "../../src/nat/public_address.ts";
 import { Activity } from "../../src/observe/activity.ts";
 import { statusSnapshot } from "../../src/observe/status.ts";
 import { verdict } from "../../src/observe/page.ts";
+import { recordText, withLog } from "../helpers/log.ts";
 
 /** What the test server answers on `/`: a body, a status, or a special behaviour. */
 type Answer =
@@ -158,28 +158,6 @@ class FakeClock implements Clock {
   }
   clearTimeout(id: number): void {
     this.timers.delete(id);
-  }
-}
-
-function recordText(r: LogRecord): string {
-  return r.message.map((part) => String(part)).join("");
-}
-
-/** Captures the ["pitifulnat", "nat"] log while `fn` runs. */
-async function withLog(fn: (records: LogRecord[]) => Promise<void>): Promise<void> {
-  const records: LogRecord[] = [];
-  await configure({
-    reset: true,
-    sinks: { buffer: (r: LogRecord) => records.push(r) },
-    loggers: [
-      { category: ["pitifulnat", "nat"], sinks: ["buffer"], lowestLevel: "debug" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "error" },
-    ],
-  });
-  try {
-    await fn(records);
-  } finally {
-    await reset();
   }
 }
 
@@ -365,7 +343,7 @@ Deno.test("http source: IPv6 answers with ipv6 true; the other family is refused
 });
 
 Deno.test("http source from the config: a changed answer is announced, logged and recorded", async () => {
-  await withLog(async (records) => {
+  await withLog(["pitifulnat", "nat"], async (records) => {
     await withServer(async (server) => {
       const config = parseConfig(
         `public_address: { from: http, url: "${server.url}", refresh_seconds: 30 }\n`,

@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
-import { configure, type LogRecord, reset } from "@logtape/logtape";
 import type { Clock } from "../../src/nat/public_address.ts";
 import {
   decodeExternalAddressReply,
@@ -24,6 +23,7 @@ import {
   type PortMapperOptions,
   portsToMap,
 } from "../../src/nat/portmap/mod.ts";
+import { recordText as text, withLog } from "../helpers/log.ts";
 
 /** A NAT-PMP gateway on 127.0.0.1: keeps a mapping table and answers requests. */
 class FakeGateway {
@@ -130,29 +130,6 @@ class ManualTimers implements Clock {
     this.timers.clear();
     for (const t of due) t.fn();
   }
-}
-
-/** Captures the port-mapping log during `fn`. */
-async function withLog(fn: (records: LogRecord[]) => Promise<void>): Promise<void> {
-  const records: LogRecord[] = [];
-  await configure({
-    reset: true,
-    sinks: { buffer: (r: LogRecord) => records.push(r) },
-    loggers: [
-      { category: ["pitifulnat", "portmap"], sinks: ["buffer"], lowestLevel: "debug" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "error" },
-    ],
-  });
-  try {
-    await fn(records);
-  } finally {
-    await reset();
-  }
-}
-
-/** The text of a log record. */
-function text(r: LogRecord): string {
-  return r.message.map((p) => String(p)).join("");
 }
 
 /** A gateway, a mapper talking to it, and cleanup. */
@@ -289,7 +266,7 @@ Deno.test("natpmp client: a silent gateway is a NoReplyError after the bounded t
 });
 
 Deno.test("port mapper: maps every port, reports the WAN address, renews at half the lease", async () => {
-  await withLog(async (log) => {
+  await withLog(["pitifulnat", "portmap"], async (log) => {
     await withMapper({}, async (gw, mapper, timers) => {
       const report = await mapper.start();
       assert.equal(report.error, null);
@@ -336,7 +313,7 @@ Deno.test("port mapper: the gateway's shorter lease sets the renewal", async () 
 });
 
 Deno.test("port mapper: a rebooted gateway (epoch back to 0) is found and mapped again", async () => {
-  await withLog(async (log) => {
+  await withLog(["pitifulnat", "portmap"], async (log) => {
     await withMapper({}, async (gw, mapper, timers) => {
       await mapper.start();
       gw.reboot();
@@ -353,7 +330,7 @@ Deno.test("port mapper: a rebooted gateway (epoch back to 0) is found and mapped
 });
 
 Deno.test("port mapper: an external port other than the one asked is reported and logged", async () => {
-  await withLog(async (log) => {
+  await withLog(["pitifulnat", "portmap"], async (log) => {
     await withMapper({}, async (_gw, mapper) => {
       const report = await mapper.start();
       assert.deepEqual(report.different, [{ internalPort: 2121, externalPort: 2122 }]);
@@ -396,7 +373,7 @@ Deno.test("port mapper: the cap limits the mappings and says how many were left"
 });
 
 Deno.test("port mapper: a refusing gateway is reported, logged once, and retried later", async () => {
-  await withLog(async (log) => {
+  await withLog(["pitifulnat", "portmap"], async (log) => {
     await withMapper({ retryMs: 5_000 }, async (gw, mapper, timers) => {
       const report = await mapper.start();
       assert.equal(report.mapped.length, 0);

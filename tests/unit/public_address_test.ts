@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { configure, type LogRecord, reset } from "@logtape/logtape";
+import type { LogRecord } from "@logtape/logtape";
 import {
   type Clock,
   type DnsServer,
@@ -7,6 +7,7 @@ import {
   PublicAddress,
   type PublicAddressOptions,
 } from "../../src/nat/public_address.ts";
+import { recordText, withLog } from "../helpers/log.ts";
 
 const HOST = "myhome.example.net";
 const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
@@ -88,30 +89,6 @@ class FakeResolver {
   };
 }
 
-function recordText(r: LogRecord): string {
-  return r.message.map((part) => String(part)).join("");
-}
-
-/** Capture the ["pitifulnat","nat"] log for the duration of `fn`. */
-async function withLog(
-  fn: (records: LogRecord[]) => Promise<void>,
-): Promise<void> {
-  const records: LogRecord[] = [];
-  await configure({
-    reset: true,
-    sinks: { buffer: (r: LogRecord) => records.push(r) },
-    loggers: [
-      { category: ["pitifulnat", "nat"], sinks: ["buffer"], lowestLevel: "debug" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "error" },
-    ],
-  });
-  try {
-    await fn(records);
-  } finally {
-    await reset();
-  }
-}
-
 function make(
   resolver: FakeResolver,
   clock: FakeClock,
@@ -131,7 +108,7 @@ function lines(records: LogRecord[], level?: string): string[] {
 }
 
 Deno.test("first resolution: address, log line, schedule, snapshot", async () => {
-  await withLog(async (records) => {
+  await withLog(["pitifulnat", "nat"], async (records) => {
     const clock = new FakeClock();
     const resolver = new FakeResolver(["203.0.113.7"]);
     const pa = make(resolver, clock);
@@ -167,7 +144,7 @@ Deno.test("first resolution: address, log line, schedule, snapshot", async () =>
 });
 
 Deno.test("refresh sees a changed address and logs the change once", async () => {
-  await withLog(async (records) => {
+  await withLog(["pitifulnat", "nat"], async (records) => {
     const clock = new FakeClock();
     const resolver = new FakeResolver(["203.0.113.7"], ["203.0.113.7"], ["203.0.113.8"]);
     const pa = make(resolver, clock, { refreshMs: 30_000 });
@@ -199,7 +176,7 @@ Deno.test("refresh sees a changed address and logs the change once", async () =>
 });
 
 Deno.test("failures keep the last good address, back off, log sparsely, recovery logged", async () => {
-  await withLog(async (records) => {
+  await withLog(["pitifulnat", "nat"], async (records) => {
     const clock = new FakeClock();
     const fail = new Error("server failure");
     const resolver = new FakeResolver(
@@ -253,7 +230,7 @@ Deno.test("failures keep the last good address, back off, log sparsely, recovery
 });
 
 Deno.test("a long failure streak is logged at least hourly", async () => {
-  await withLog(async (records) => {
+  await withLog(["pitifulnat", "nat"], async (records) => {
     const clock = new FakeClock();
     const resolver = new FakeResolver(new Error("refused"));
     const pa = make(resolver, clock, { refreshMs: 600_000 });
@@ -271,7 +248,7 @@ Deno.test("a long failure streak is logged at least hourly", async () => {
 });
 
 Deno.test("first resolution fails: current() stays null, start() does not throw", async () => {
-  await withLog(async (records) => {
+  await withLog(["pitifulnat", "nat"], async (records) => {
     const clock = new FakeClock();
     const resolver = new FakeResolver(new Error("NXDOMAIN"), [], ["203.0.113.9"]);
     const pa = make(resolver, clock);
@@ -292,7 +269,7 @@ Deno.test("first resolution fails: current() stays null, start() does not throw"
 });
 
 Deno.test("hint triggers an early lookup at most once per 30 s", async () => {
-  await withLog(async () => {
+  await withLog(["pitifulnat", "nat"], async () => {
     const clock = new FakeClock();
     const resolver = new FakeResolver(["203.0.113.7"], ["203.0.113.8"]);
     const pa = make(resolver, clock, { refreshMs: 300_000 });
@@ -365,7 +342,7 @@ Deno.test("answers: wrong family skipped, current kept among round-robin answers
 });
 
 Deno.test("a private answer is warned about once", async () => {
-  await withLog(async (records) => {
+  await withLog(["pitifulnat", "nat"], async (records) => {
     const clock = new FakeClock();
     const resolver = new FakeResolver(["192.168.1.1"], ["192.168.1.1"], ["100.64.0.9"]);
     const pa = make(resolver, clock);
